@@ -1,0 +1,49 @@
+"""`mikb check`: schema, cross-reference and graph checks in one pass.
+
+All problems are collected before anything is reported, so one run shows every error
+(contributors fix a file once, not once per error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+
+from mikb.crossref import check_cross_references
+from mikb.diagnostics import Diagnostic
+from mikb.graph import build_graph, orphan_warnings
+from mikb.loader import KnowledgeBase, load_knowledge_base
+
+
+@dataclass
+class CheckResult:
+    kb: KnowledgeBase
+    graph: nx.MultiDiGraph
+    diagnostics: list[Diagnostic]
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.is_error]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if not d.is_error]
+
+    def only(self, paths: list[Path]) -> CheckResult:
+        """Keep diagnostics under the given files or folders (the whole repo is still loaded
+        so that cross-references resolve)."""
+        if not paths:
+            return self
+        wanted = [self.kb.rel(p) for p in paths]
+        keep = [d for d in self.diagnostics if any(d.path == w or d.path.startswith(w.rstrip("/") + "/") or w in (".", "") for w in wanted)]
+        return CheckResult(self.kb, self.graph, keep)
+
+
+def run_check(root: Path) -> CheckResult:
+    kb = load_knowledge_base(root)
+    graph = build_graph(kb)
+    found = [*kb.diagnostics, *check_cross_references(kb), *orphan_warnings(kb, graph)]
+    unique = sorted(set(found), key=lambda d: (d.path, d.line, d.col, d.message))
+    return CheckResult(kb, graph, unique)

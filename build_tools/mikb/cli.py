@@ -1,0 +1,232 @@
+"""The `mikb` command line: check, build, serve, new, graph, export, reproduce."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from mikb.atomic import write_text_atomic
+from mikb.check import run_check
+from mikb.layout import Layout, find_root
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    root = Path(args.root).resolve() if args.root else find_root()
+    try:
+        return args.handler(args, root)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mikb", description="Mechanistic-interpretability knowledge base tools.")
+    p.add_argument("--root", help="repository root (default: nearest folder with mkdocs.yml or problems/)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("check", help="validate entries and cross-references")
+    c.add_argument("paths", nargs="*", help="only report on these files or folders")
+    c.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    c.add_argument("--format", choices=["text", "json"], default="text")
+    c.set_defaults(handler=_cmd_check)
+
+    b = sub.add_parser("build", help="generate pages and build the site (strict) into site/")
+    b.add_argument("--generate-only", action="store_true", help="write site_src/ and stop (for other generators)")
+    b.set_defaults(handler=_cmd_build)
+
+    s = sub.add_parser("serve", help="serve the site with live reload of entries and results")
+    s.add_argument("--dev-addr", default="127.0.0.1:8000")
+    s.set_defaults(handler=_cmd_serve)
+
+    n = sub.add_parser("new", help="scaffold a new entry")
+    n.add_argument("kind", choices=["problem", "circuit", "paper"])
+    n.add_argument("id")
+    n.add_argument("--title", default="Replace this title")
+    n.add_argument("--category", help="problem category slug (default: the first category)")
+    n.add_argument("--paper", help="paper key the entry rests on (default: the category's source)")
+    n.add_argument("--model", help="model id for a circuit (default: the first registered model)")
+    n.set_defaults(handler=_cmd_new)
+
+    g = sub.add_parser("graph", help="export the knowledge graph")
+    g.add_argument("--format", choices=["json", "graphml"], default="json")
+    g.add_argument("-o", "--output", help="file to write (default: stdout)")
+    g.set_defaults(handler=_cmd_graph)
+
+    e = sub.add_parser("export", help="write every entry as one JSON file")
+    e.add_argument("-o", "--output", default="mikb-entries.json")
+    e.set_defaults(handler=_cmd_export)
+
+    r = sub.add_parser("reproduce", help="run reproduction scripts and publish their results")
+    r.add_argument("circuit", nargs="?", help="circuit id")
+    r.add_argument("--all", action="store_true", help="every circuit on every model its script supports")
+    r.add_argument("--model", help="model id (default: the script's first model)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--quick", action="store_true", help="CI-sized run that still shows the phenomenon")
+    r.add_argument("--force", action="store_true", help="re-run even if results are current")
+    r.add_argument("--jobs", type=int, default=1, help="runs in parallel with --all")
+    r.add_argument("--timeout", type=int, help="seconds before a run is killed (default: the script's)")
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(handler=_cmd_reproduce)
+    return p
+
+
+def _print_diagnostics(diags, stream=sys.stderr) -> None:
+    for d in diags:
+        print(d.format(), file=stream)
+
+
+def _cmd_check(args, root: Path) -> int:
+    result = run_check(root).only([Path(p) for p in args.paths])
+    if args.format == "json":
+        print(json.dumps([vars(d) for d in result.diagnostics], indent=1))
+    else:
+        _print_diagnostics(result.diagnostics, sys.stdout)
+    kb = result.kb
+    failing = result.errors + (result.warnings if args.strict else [])
+    summary = (f"{len(kb.problems)} problems, {len(kb.circuits)} circuits, {len(kb.papers)} papers, "
+               f"{len(kb.models)} models: {len(result.errors)} error(s), {len(result.warnings)} warning(s)")
+    print(summary, file=sys.stderr)
+    return 1 if failing else 0
+
+
+def _site_options(root: Path):
+    from mikb.site.context import SiteOptions
+
+    repo_url = None
+    config = root / "mkdocs.yml"
+    if config.is_file():
+        for line in config.read_text().splitlines():
+            if line.startswith("repo_url:"):
+                repo_url = line.split(":", 1)[1].strip()
+    return SiteOptions(repo_url=repo_url)
+
+
+def _generate(root: Path) -> int:
+    from mikb.site.generate import InvalidEntries, generate_site
+
+    try:
+        report = generate_site(root, options=_site_options(root))
+    except InvalidEntries as exc:
+        _print_diagnostics(exc.errors)
+        print(f"mikb: {len(exc.errors)} error(s) in the entries; the site was not built", file=sys.stderr)
+        return 1
+    print(f"mikb: generated {Layout(root).site_src_dir.name}/ ({len(report.written)} written, "
+          f"{report.unchanged} unchanged, {len(report.removed)} removed)", file=sys.stderr)
+    return 0
+
+
+def _cmd_build(args, root: Path) -> int:
+    code = _generate(root)
+    if code or args.generate_only:
+        return code
+    # Pages are fresh: tell the MkDocs hook not to generate them a second time.
+    env = {**os.environ, "MIKB_PAGES_GENERATED": "1", "NO_MKDOCS_2_WARNING": "1"}
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(root / "mkdocs.yml")],
+                          cwd=root, env=env)
+    return proc.returncode
+
+
+def _cmd_serve(args, root: Path) -> int:
+    code = _generate(root)  # the docs folder must exist before MkDocs reads its config
+    if code:
+        return code
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "serve", "--livereload", "-a", args.dev_addr,
+                           "-f", str(root / "mkdocs.yml")], cwd=root, env=env)
+    return proc.returncode
+
+
+def _cmd_new(args, root: Path) -> int:
+    from mikb.loader import load_knowledge_base
+    from mikb.scaffold import scaffold
+
+    kb = load_knowledge_base(root)
+    category = args.category or next(iter(kb.categories), "uncategorised")
+    paper = args.paper or (kb.categories[category].source if category in kb.categories else None) or next(iter(kb.papers), "")
+    model = args.model or next(iter(kb.models), "")
+    try:
+        created = scaffold(kb.layout, args.kind, args.id, args.title, category=category, paper=paper, model=model)
+    except (FileExistsError, ValueError) as exc:
+        print(f"mikb new: {exc}", file=sys.stderr)
+        return 1
+    for path in created:
+        print(f"created {kb.rel(path)}")
+    print("next: edit the file(s), then run `mikb check`", file=sys.stderr)
+    return 0
+
+
+def _cmd_graph(args, root: Path) -> int:
+    from mikb.graph import to_graphml, to_json
+
+    result = run_check(root)
+    text = to_graphml(result.graph) if args.format == "graphml" else json.dumps(to_json(result.graph), indent=1, sort_keys=True) + "\n"
+    if args.output:
+        write_text_atomic(Path(args.output), text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_export(args, root: Path) -> int:
+    from mikb.export import export_entries
+    from mikb.loader import load_knowledge_base
+
+    kb = load_knowledge_base(root)
+    write_text_atomic(Path(args.output), json.dumps(export_entries(kb), indent=1, sort_keys=True, default=str) + "\n")
+    print(f"wrote {args.output}: {len(kb.problems)} problems, {len(kb.circuits)} circuits, {len(kb.papers)} papers",
+          file=sys.stderr)
+    return 0
+
+
+def _cmd_reproduce(args, root: Path) -> int:
+    from mikb.loader import load_knowledge_base
+    from mikb.reproduce.runner import ReproError, load_script, reproduce
+
+    kb = load_knowledge_base(root)
+    if args.all:
+        jobs = []
+        for cid, circuit in sorted(kb.circuits.items()):
+            try:
+                models = load_script(circuit.script_path).SPEC.models
+            except ReproError as exc:
+                print(f"{cid}: {exc}", file=sys.stderr)
+                continue
+            jobs += [(cid, m) for m in models if not args.model or m == args.model]
+    elif args.circuit:
+        jobs = [(args.circuit, args.model)]
+    else:
+        print("mikb reproduce: give a circuit id or --all", file=sys.stderr)
+        return 2
+
+    def one(job):
+        cid, model = job
+        try:
+            return reproduce(kb, cid, model, seed=args.seed, quick=args.quick, force=args.force,
+                             timeout_s=args.timeout, show_progress=not args.no_progress)
+        except ReproError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        outcomes = list(pool.map(one, jobs))
+    code = 0
+    for _job, outcome in zip(jobs, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            print(f"mikb reproduce: {outcome}", file=sys.stderr)
+            code = 1
+            continue
+        print(f"{outcome.circuit_id} on {outcome.model_id}: {outcome.status} ({outcome.wall_time_s:.1f} s) — {outcome.message}")
+        if outcome.status == "failed":
+            code = 1
+        elif outcome.status == "unavailable" and not args.all:
+            code = 3
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Cross-reference checks: every id an entry names must exist and make sense.
+
+Schema validation proves each file is well-formed on its own; this module checks the links
+between files (paper keys, problem and circuit ids, model ids, component locations against
+the model's shape, scripts on disk) and reports each at the line of the offending value.
+"""
+
+from __future__ import annotations
+
+from mikb.diagnostics import Diagnostic
+from mikb.entries import Circuit, Problem
+from mikb.loader import KnowledgeBase
+from mikb.yaml_source import YamlDocument
+
+
+def check_cross_references(kb: KnowledgeBase) -> list[Diagnostic]:
+    found: list[Diagnostic] = []
+    for problem in kb.problems.values():
+        found.extend(_check_problem(kb, problem))
+    for circuit in kb.circuits.values():
+        found.extend(_check_circuit(kb, circuit))
+    found.extend(_check_registries(kb))
+    return found
+
+
+def _paper_ref(kb: KnowledgeBase, doc: YamlDocument, path: tuple, key: str) -> list[Diagnostic]:
+    if key in kb.papers:
+        return []
+    return [doc.diag(path, f"unknown paper key '{key}' (not in {kb.rel(kb.layout.literature_dir)}/*.yaml)")]
+
+
+def _check_problem(kb: KnowledgeBase, problem: Problem) -> list[Diagnostic]:
+    doc = problem.doc
+    assert doc is not None
+    out: list[Diagnostic] = []
+    if problem.id != doc.path.stem:
+        out.append(doc.diag(("id",), f"id '{problem.id}' does not match the file name '{doc.path.stem}'"))
+    if kb.categories and problem.category not in kb.categories:
+        out.append(doc.diag(("category",), f"unknown category '{problem.category}' (see {kb.rel(kb.layout.categories_file)})"))
+    for i, other in enumerate(problem.related_problems):
+        if other == problem.id:
+            out.append(doc.diag(("related_problems", i), "a problem cannot be related to itself"))
+        elif other not in kb.problems:
+            out.append(doc.diag(("related_problems", i), f"unknown problem id '{other}'"))
+    for i, circuit_id in enumerate(problem.related_circuits):
+        if circuit_id not in kb.circuits:
+            out.append(doc.diag(("related_circuits", i), f"unknown circuit id '{circuit_id}'"))
+    for i, key in enumerate(problem.references):
+        out.extend(_paper_ref(kb, doc, ("references", i), key))
+    out.extend(_paper_ref(kb, doc, ("source", "paper"), problem.source["paper"]))
+    previous = ""
+    for i, change in enumerate(problem.status_history):
+        if not change.evidence_is_url:
+            out.extend(_paper_ref(kb, doc, ("status_history", i, "evidence"), change.evidence))
+        if change.date < previous:
+            out.append(doc.diag(("status_history", i, "date"), "status history must be in date order (oldest first)"))
+        previous = change.date
+    last = problem.status_history[-1].status
+    if last != problem.status:
+        out.append(doc.diag(("status",), f"status '{problem.status}' differs from the latest status history entry '{last}'"))
+    return out
+
+
+def _check_circuit(kb: KnowledgeBase, circuit: Circuit) -> list[Diagnostic]:
+    doc = circuit.doc
+    assert doc is not None and circuit.folder is not None
+    out: list[Diagnostic] = []
+    if circuit.id != circuit.folder.name:
+        out.append(doc.diag(("id",), f"id '{circuit.id}' does not match the folder name '{circuit.folder.name}'"))
+    for i, model_id in enumerate(circuit.models):
+        if model_id not in kb.models:
+            out.append(doc.diag(("models", i), f"unknown model id '{model_id}' (see {kb.rel(kb.layout.models_file)})"))
+    seen: set[str] = set()
+    for comp in circuit.components:
+        path = ("components", comp.index)
+        if comp.id in seen:
+            out.append(doc.diag((*path, "id"), f"duplicate component id '{comp.id}'"))
+        seen.add(comp.id)
+        if comp.model not in circuit.models:
+            out.append(doc.diag((*path, "model"), f"component model '{comp.model}' is not one of the circuit's models"))
+        out.extend(_check_location(kb, doc, path, comp.kind, comp.location, comp.model))
+    for edge in circuit.edges:
+        for end, name in (("from", edge.source), ("to", edge.target)):
+            if circuit.component(name) is None:
+                out.append(doc.diag(("edges", edge.index, end), f"unknown component '{name}'"))
+        if edge.input and (target := circuit.component(edge.target)) and target.kind != "head":
+            out.append(doc.diag(("edges", edge.index, "input"), f"input '{edge.input}' needs an attention head as receiver"))
+    claim_ids: set[str] = set()
+    for claim in circuit.claims:
+        path = ("claims", claim.index)
+        if claim.id in claim_ids:
+            out.append(doc.diag((*path, "id"), f"duplicate claim id '{claim.id}'"))
+        claim_ids.add(claim.id)
+        if claim.reported:
+            if claim.reported["model"] not in kb.models:
+                out.append(doc.diag((*path, "reported", "model"), f"unknown model id '{claim.reported['model']}'"))
+            out.extend(_paper_ref(kb, doc, (*path, "reported", "source", "paper"), claim.reported["source"]["paper"]))
+            if not any(k in claim.reported for k in ("value", "range", "text")):
+                out.append(doc.diag((*path, "reported"), "reported needs a value, a range or a text"))
+        for model_id in claim.expect:
+            if model_id not in circuit.models:
+                out.append(doc.diag((*path, "expect", model_id), f"expect names '{model_id}', which is not one of the circuit's models", key=True))
+    for i, key in enumerate(circuit.references):
+        out.extend(_paper_ref(kb, doc, ("references", i), key))
+    for i, problem_id in enumerate(circuit.related_problems):
+        if problem_id not in kb.problems:
+            out.append(doc.diag(("related_problems", i), f"unknown problem id '{problem_id}'"))
+    if not circuit.script_path.is_file():
+        out.append(doc.diag(("reproduction", "script"), f"reproduction script not found: {kb.rel(circuit.script_path)}"))
+    return out
+
+
+def _check_location(kb: KnowledgeBase, doc: YamlDocument, path: tuple, kind: str, location: str | None, model_id: str) -> list[Diagnostic]:
+    """Heads are 'L.H' or 'L.*', MLPs and layers 'L', neurons 'L.N'; all within the model."""
+    here = (*path, "location")
+    if kind in ("embed", "unembed"):
+        return [doc.diag(here, f"a {kind} component takes no location")] if location else []
+    if location is None:
+        return [doc.diag(path, f"a {kind} component needs a location")]
+    parts = location.split(".")
+    if kind == "head" and len(parts) != 2:
+        return [doc.diag(here, f"head location must be 'layer.head' (e.g. 9.9), got '{location}'")]
+    if kind in ("mlp", "layer") and len(parts) != 1:
+        return [doc.diag(here, f"{kind} location must be a layer number, got '{location}'")]
+    if kind == "neuron" and (len(parts) != 2 or parts[1] == "*"):
+        return [doc.diag(here, f"neuron location must be 'layer.neuron', got '{location}'")]
+    model = kb.models.get(model_id)
+    if model is None:
+        return []
+    layer = int(parts[0])
+    if layer >= model.n_layers:
+        return [doc.diag(here, f"layer {layer} does not exist in {model_id} (layers 0-{model.n_layers - 1})")]
+    if kind == "head" and parts[1] != "*" and int(parts[1]) >= model.n_heads:
+        return [doc.diag(here, f"head {location} does not exist in {model_id} (heads 0-{model.n_heads - 1} per layer)")]
+    if kind == "neuron" and model.n_neurons and int(parts[1]) >= model.n_neurons:
+        return [doc.diag(here, f"neuron {location} does not exist in {model_id} ({model.n_neurons} neurons per layer)")]
+    return []
+
+
+def _check_registries(kb: KnowledgeBase) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for model in kb.models.values():
+        doc, index = kb.model_docs[model.id]
+        for i, key in enumerate(model.references):
+            out.extend(_paper_ref(kb, doc, ("models", index, "references", i), key))
+    categories_doc = kb.registry_docs.get("categories")
+    for category in kb.categories.values():
+        if category.source and categories_doc:
+            out.extend(_paper_ref(kb, categories_doc, ("categories", category.index, "source"), category.source))
+    if kb.problems and not kb.layout.categories_file.is_file():
+        out.append(Diagnostic(kb.rel(kb.layout.categories_file), 1, 1, "missing category registry"))
+    if kb.circuits and not kb.layout.models_file.is_file():
+        out.append(Diagnostic(kb.rel(kb.layout.models_file), 1, 1, "missing model registry"))
+    return out

@@ -1,0 +1,211 @@
+"""Validated entry models: the typed form of the YAML entries that the graph and pages use.
+
+Entries are built only from documents that passed their JSON Schema, so the fields here can
+be trusted to have the right types; cross-references are checked afterwards (crossref.py).
+Each entry keeps the document it came from so later checks can point at its lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mikb.yaml_source import YamlDocument
+
+STATUSES = ("open", "in-progress", "partially-solved", "solved")
+
+
+@dataclass
+class StatusChange:
+    date: str
+    status: str
+    evidence: str
+    note: str | None = None
+
+    @property
+    def evidence_is_url(self) -> bool:
+        return self.evidence.startswith(("http://", "https://"))
+
+
+@dataclass
+class Category:
+    slug: str
+    name: str
+    description: str
+    number: int | None = None
+    source: str | None = None
+    index: int = 0  # position in the registry, for locating diagnostics
+
+
+@dataclass
+class Problem:
+    id: str
+    title: str
+    category: str
+    difficulty: str
+    status: str
+    status_history: list[StatusChange]
+    summary: str
+    source: dict[str, Any]
+    number: str | None = None
+    subcategory: str | None = None
+    priority: str = "unknown"
+    related_problems: list[str] = field(default_factory=list)
+    related_circuits: list[str] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    contributors: list[str] = field(default_factory=list)
+    notes: str | None = None
+    doc: YamlDocument | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def last_changed(self) -> str:
+        return max(change.date for change in self.status_history)
+
+    @property
+    def sort_key(self) -> tuple[Any, ...]:
+        """Numbered problems sort numerically (1.2 before 1.10), the rest by id."""
+        if self.number:
+            parts = [int(p) if p.isdigit() else 0 for p in self.number.split(".")]
+            return (0, parts, self.id)
+        return (1, [], self.id)
+
+
+@dataclass
+class Component:
+    id: str
+    kind: str
+    role: str
+    model: str
+    location: str | None = None
+    description: str | None = None
+    index: int = 0
+
+    @property
+    def label(self) -> str:
+        if self.kind == "head" and self.location:
+            return f"H{self.location}" if "*" not in self.location else f"L{self.location[:-2]} head"
+        if self.kind in ("mlp", "layer") and self.location is not None:
+            return f"{'MLP' if self.kind == 'mlp' else 'Layer'} {self.location}"
+        if self.kind == "neuron" and self.location:
+            return f"N{self.location}"
+        return self.kind
+
+    @property
+    def layer(self) -> int | None:
+        if self.location is None:
+            return None
+        return int(self.location.split(".")[0])
+
+
+@dataclass
+class Edge:
+    source: str
+    target: str
+    input: str | None = None
+    description: str | None = None
+    index: int = 0
+
+
+@dataclass
+class Claim:
+    id: str
+    statement: str
+    metric: str
+    reported: dict[str, Any] | None = None
+    tolerance: float | None = None
+    expect: dict[str, dict[str, float]] = field(default_factory=dict)
+    unit: str | None = None
+    index: int = 0
+
+    @property
+    def reported_text(self) -> str:
+        """The paper's number as a reader should see it (value, range or words)."""
+        if not self.reported:
+            return ""
+        if "value" in self.reported:
+            text = f"{self.reported['value']:g}"
+            if self.tolerance:
+                text += f" (±{self.tolerance:g})"
+            return text
+        if "range" in self.reported:
+            low, high = self.reported["range"]
+            return f"{low:g} – {high:g}"
+        return str(self.reported.get("text", ""))
+
+
+@dataclass
+class Circuit:
+    id: str
+    name: str
+    models: list[str]
+    task: str
+    behaviour: str
+    components: list[Component]
+    edges: list[Edge]
+    claims: list[Claim]
+    references: list[str]
+    reproduction: dict[str, Any]
+    related_problems: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    contributors: list[str] = field(default_factory=list)
+    notes: str | None = None
+    folder: Path | None = None
+    doc: YamlDocument | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def script_path(self) -> Path:
+        assert self.folder is not None
+        return self.folder / self.reproduction["script"]
+
+    @property
+    def outputs_dir(self) -> Path:
+        assert self.folder is not None
+        return self.folder / self.reproduction.get("outputs", "results")
+
+    def component(self, component_id: str) -> Component | None:
+        return next((c for c in self.components if c.id == component_id), None)
+
+
+@dataclass
+class Model:
+    id: str
+    name: str
+    kind: str
+    n_layers: int
+    n_heads: int
+    d_model: int | None = None
+    d_vocab: int | None = None
+    n_neurons: int | None = None
+    weights: str | None = None
+    description: str | None = None
+    references: list[str] = field(default_factory=list)
+    index: int = 0
+
+
+@dataclass
+class Paper:
+    key: str
+    title: str
+    authors: list[str]
+    year: int
+    url: str
+    venue: str | None = None
+    kind: str = "paper"
+    arxiv: str | None = None
+    doi: str | None = None
+    date: str | None = None
+    summary: str | None = None
+    tags: list[str] = field(default_factory=list)
+    index: int = 0
+
+    @property
+    def short_authors(self) -> str:
+        if len(self.authors) <= 2:
+            return " and ".join(self.authors)
+        return f"{self.authors[0]} et al."
+
+    @property
+    def citation(self) -> str:
+        return f"{self.short_authors} ({self.year})"

@@ -1,0 +1,175 @@
+"""The contract between `mikb reproduce` and a circuit's reproduction script.
+
+A script (``circuits_zoo/<id>/reproduce.py``) declares a module-level ``SPEC``
+(:class:`ScriptSpec`) and a function ``run(ctx: ReproContext) -> None``. The runner owns
+everything around the science: choosing the output folder, seeding, timing, provenance,
+atomic publication of results and caching. The script only computes and reports through
+``ctx``. Keeping that boundary narrow is what lets the site trust every number it shows:
+a metric exists on a page only if a script called :meth:`ReproContext.metric` in a run
+whose provenance the runner recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ModelUnavailable(RuntimeError):
+    """Raised by a script when the weights of the requested model cannot be obtained.
+
+    The message must say what is missing and how to run the script where it is available;
+    the runner records the run as ``unavailable`` (shown as "not run" on the site), never as
+    a result.
+    """
+
+
+@dataclass(frozen=True)
+class ScriptSpec:
+    """What a reproduction script supports and which parameters it takes.
+
+    ``models`` are model ids from ``circuits_zoo/models.yaml``; the first one is the default.
+    ``params`` are the full-run defaults; ``quick_params`` override them under ``--quick``
+    (CI-sized runs that must still show the phenomenon).
+    """
+
+    models: tuple[str, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+    quick_params: dict[str, Any] = field(default_factory=dict)
+    timeout_s: int = 3600
+    description: str = ""
+
+
+@dataclass
+class FigureRecord:
+    file: str
+    caption: str
+    kind: str  # "static" (svg/png) or "interactive" (html)
+
+
+@dataclass
+class ReproContext:
+    """Everything a script may read and the only channel through which it reports."""
+
+    circuit_id: str
+    model_id: str
+    seed: int
+    quick: bool
+    params: dict[str, Any]
+    out_dir: Path
+    device: str = "cpu"
+    show_progress: bool = True
+    metrics: dict[str, Any] = field(default_factory=dict)
+    figures: list[FigureRecord] = field(default_factory=list)
+    weights_source: str | None = None
+    notes: list[str] = field(default_factory=list)
+    _log_lines: list[str] = field(default_factory=list)
+    _started: float = field(default_factory=time.monotonic)
+
+    # -- reproducibility -------------------------------------------------------------
+    def seed_everything(self, offset: int = 0) -> None:
+        """Seed python, numpy and torch from the run's seed (plus an optional offset)."""
+        seed = self.seed + offset
+        random.seed(seed)
+        try:
+            import numpy as np
+
+            np.random.seed(seed % (2**32))
+        except ImportError:  # pragma: no cover - numpy ships with torch
+            pass
+        import torch
+
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    # -- reporting --------------------------------------------------------------------
+    def metric(self, name: str, value: Any) -> None:
+        """Record one metric; claims in the entry name metrics by this key."""
+        self.metrics[name] = _jsonable(value)
+
+    def set_weights_source(self, source: str) -> None:
+        """Say where the model's weights came from (trained here / planted / downloaded)."""
+        self.weights_source = source
+
+    def note(self, text: str) -> None:
+        """A remark shown with the results (e.g. which frequencies this seed found)."""
+        self.notes.append(text)
+
+    def log(self, message: str) -> None:
+        elapsed = time.monotonic() - self._started
+        line = f"[{elapsed:8.1f}s] {message}"
+        self._log_lines.append(line)
+        print(line, flush=True)
+
+    def progress(self, iterable: Iterable[T], desc: str = "", total: int | None = None) -> Iterator[T]:
+        """Wrap a long loop in a progress bar (stderr) unless progress is switched off."""
+        if not self.show_progress:
+            yield from iterable
+            return
+        from tqdm.auto import tqdm
+
+        yield from tqdm(iterable, desc=desc, total=total, leave=False, mininterval=1.0)
+
+    def save_figure(self, fig: Any, name: str, caption: str) -> Path:
+        """Save a matplotlib figure as SVG, or a plotly figure as its JSON spec.
+
+        SVGs are written with a fixed hash salt and no date so that identical runs give
+        identical bytes. Plotly figures are stored as JSON, not HTML, so the site can render
+        them with the one plotly.js it ships (no CDN: the site must work offline).
+        """
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if hasattr(fig, "savefig"):
+            import matplotlib
+
+            matplotlib.rcParams["svg.hashsalt"] = "mikb"
+            path = self.out_dir / f"{name}.svg"
+            fig.savefig(path, format="svg", bbox_inches="tight", metadata={"Date": None})
+            kind = "static"
+            try:
+                import matplotlib.pyplot as plt
+
+                plt.close(fig)
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+        elif hasattr(fig, "to_json"):
+            path = self.out_dir / f"{name}.plotly.json"
+            path.write_text(fig.to_json(pretty=False, engine="json") + "\n")
+            kind = "interactive"
+        else:
+            raise TypeError(f"save_figure: unsupported figure type {type(fig).__name__}")
+        self.figures.append(FigureRecord(file=path.name, caption=caption, kind=kind))
+        return path
+
+    def save_json(self, name: str, obj: Any) -> Path:
+        """Save an auxiliary JSON artefact (e.g. edge scores) next to the results."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / name
+        path.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
+        return path
+
+    @property
+    def log_text(self) -> str:
+        return "\n".join(self._log_lines) + ("\n" if self._log_lines else "")
+
+
+def _jsonable(value: Any) -> Any:
+    """Convert tensors, numpy scalars and tuples into plain JSON values."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu()
+        return value.item() if value.numel() == 1 else value.tolist()
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value

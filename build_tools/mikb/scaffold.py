@@ -1,0 +1,119 @@
+"""`mikb new`: start an entry from a template that already passes `mikb check`.
+
+Templates carry the schema comment (editor completion) and placeholders that are valid but
+obviously unfinished, so a contributor edits a working entry instead of guessing the format.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from mikb.atomic import write_text_atomic
+from mikb.layout import Layout
+
+PROBLEM_TEMPLATE = """\
+# yaml-language-server: $schema=../build_tools/mikb/schemas/problem.schema.json
+id: {id}
+title: {title}
+category: {category}
+subcategory: null
+difficulty: unknown
+priority: unknown
+status: open
+status_history:
+  - date: {today}
+    status: open
+    evidence: {paper}
+    note: Posed in the source.
+summary: |
+  Say in your own words what is asked, concretely, and why an answer would matter.
+related_problems: []
+related_circuits: []
+references: [{paper}]
+tags: []
+source:
+  paper: {paper}
+contributors: []
+"""
+
+CIRCUIT_TEMPLATE = """\
+# yaml-language-server: $schema=../../build_tools/mikb/schemas/circuit.schema.json
+id: {id}
+name: {title}
+models: [{model}]
+task: Describe the task in one sentence.
+behaviour: |
+  Describe, in your own words, how the model performs the task.
+components:
+  - id: main-head
+    kind: head
+    location: "0.0"
+    role: describe its role
+edges: []
+claims: []
+references: [{paper}]
+related_problems: []
+reproduction:
+  script: reproduce.py
+  outputs: results
+tags: []
+contributors: []
+"""
+
+SCRIPT_TEMPLATE = '''\
+"""Reproduction script for the {id} circuit. See mikb.reproduce.context for the contract."""
+
+from mikb.reproduce import ReproContext, ScriptSpec
+
+SPEC = ScriptSpec(models=("{model}",), params={{}}, quick_params={{}})
+
+
+def run(ctx: ReproContext) -> None:
+    ctx.set_weights_source("describe where the weights come from")
+    ctx.metric("example_metric", 0.0)
+'''
+
+PAPER_TEMPLATE = """\
+  - key: {id}
+    title: {title}
+    authors: [First Author]
+    year: {year}
+    venue: arXiv
+    kind: paper
+    url: https://example.org/replace-me
+"""
+
+
+def scaffold(layout: Layout, kind: str, entry_id: str, title: str, *, category: str = "", paper: str = "",
+             model: str = "") -> list[Path]:
+    """Create the files of a new entry; refuses to overwrite anything."""
+    today = dt.date.today().isoformat()
+    fields = {"id": entry_id, "title": title, "category": category, "paper": paper, "model": model,
+              "today": today, "year": dt.date.today().year}
+    if kind == "problem":
+        path = layout.problems_dir / f"{entry_id}.yaml"
+        _create(path, PROBLEM_TEMPLATE.format(**fields))
+        return [path]
+    if kind == "circuit":
+        folder = layout.circuits_dir / entry_id
+        circuit, script = folder / "circuit.yaml", folder / "reproduce.py"
+        if folder.exists():
+            raise FileExistsError(f"{folder} already exists")
+        _create(circuit, CIRCUIT_TEMPLATE.format(**fields))
+        _create(script, SCRIPT_TEMPLATE.format(**fields))
+        return [circuit, script]
+    if kind == "paper":
+        path = layout.literature_dir / "papers.yaml"
+        text = path.read_text() if path.is_file() else "papers:\n"
+        if f"key: {entry_id}\n" in text:
+            raise FileExistsError(f"paper key '{entry_id}' already exists in {path}")
+        write_text_atomic(path, text.rstrip("\n") + "\n" + PAPER_TEMPLATE.format(**fields))
+        return [path]
+    raise ValueError(f"unknown entry kind '{kind}'")
+
+
+def _create(path: Path, text: str) -> None:
+    if path.exists():
+        raise FileExistsError(f"{path} already exists")
+    write_text_atomic(path, text)

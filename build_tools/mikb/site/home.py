@@ -1,0 +1,105 @@
+"""The home page, the tags page and the graph explorer page."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+
+import networkx as nx
+
+from mikb.site.context import SiteContext
+from mikb.site.md import STATUS_LABELS, cell, front_matter, status_badge
+from mikb.site.writer import SiteWriter
+
+EXPLORE = "explore.md"
+GRAPH_LAYOUT = "data/graph-layout.json"
+
+
+def write_home(ctx: SiteContext, out: SiteWriter, intro: str) -> None:
+    kb = ctx.kb
+    counts = Counter(p.status for p in kb.problems.values())
+    changes = sorted(
+        ((ch.date, p, ch) for p in kb.problems.values() for ch in p.status_history),
+        key=lambda item: (item[0], item[1].id), reverse=True,
+    )
+    lines = [front_matter(title="Home", hide=["navigation"]), intro.strip() + "\n",
+             '<div class="mikb-counts">',
+             f'<a class="mikb-count-card" href="problems/"><b>{len(kb.problems)}</b><span>open problems</span></a>',
+             f'<a class="mikb-count-card" href="circuits/"><b>{len(kb.circuits)}</b><span>circuits</span></a>',
+             f'<a class="mikb-count-card" href="papers/"><b>{len(kb.papers)}</b><span>papers and posts</span></a>',
+             f'<a class="mikb-count-card" href="models/"><b>{len(kb.models)}</b><span>models</span></a>',
+             "</div>\n", "## Problems by status\n", "| Status | Problems |", "|---|---|"]
+    for status in STATUS_LABELS:
+        lines.append(f"| {status_badge(status)} | [{counts.get(status, 0)}](problems/index.md?status={status}) |")
+    lines += ["", "## Recently changed\n", "| Date | Problem | Change |", "|---|---|---|"]
+    seen = set()
+    for date, problem, change in changes:
+        if problem.id in seen:
+            continue
+        seen.add(problem.id)
+        lines.append(f"| {date} | [{cell(problem.title)}](problems/{problem.id}.md) | {status_badge(change.status)} {cell(change.note or '')} |")
+        if len(seen) >= 10:
+            break
+    lines += ["", "## Circuit zoo\n"]
+    for c in sorted(kb.circuits.values(), key=lambda c: c.name):
+        lines.append(f"- [{c.name}](circuits/{c.id}/index.md) — {c.task}")
+    lines.append("")
+    out.text("index.md", "\n".join(lines))
+
+
+def write_tags(ctx: SiteContext, out: SiteWriter) -> None:
+    tagged: dict[str, list[str]] = defaultdict(list)
+    for p in ctx.kb.sorted_problems():
+        for t in p.tags:
+            tagged[t].append(f"[{cell(p.number or p.id)} {cell(p.title)}](problems/{p.id}.md)")
+    for c in ctx.kb.circuits.values():
+        for t in c.tags:
+            tagged[t].append(f"[{cell(c.name)}](circuits/{c.id}/index.md) (circuit)")
+    for p in ctx.kb.papers.values():
+        for t in p.tags:
+            tagged[t].append(f"[{cell(p.citation)}: {cell(p.title)}](papers/{p.key}.md) (paper)")
+    lines = [front_matter(title="Tags"), "# Tags\n",
+             " ".join(f"[`{t}` ({len(v)})](#{t})" for t, v in sorted(tagged.items())) + "\n"]
+    for tag, items in sorted(tagged.items()):
+        lines.append(f'## {tag} {{ #{tag} }}\n')
+        lines += [f"- {item}" for item in items]
+        lines.append("")
+    out.text("tags.md", "\n".join(lines))
+
+
+def graph_layout(ctx: SiteContext) -> dict:
+    """Positions computed here (seeded spring layout) so the browser only draws and pans."""
+    g = ctx.graph
+    simple = nx.Graph()
+    simple.add_nodes_from(g.nodes)
+    simple.add_edges_from((s, t) for s, t in g.edges())
+    pos = nx.spring_layout(simple, seed=7, k=1.6 / max(1, len(simple)) ** 0.5, iterations=60) if len(simple) else {}
+    nodes = []
+    for n in sorted(g.nodes):
+        data = g.nodes[n]
+        page = ctx.page_for(n)
+        x, y = pos.get(n, (0.0, 0.0))
+        nodes.append({"id": n, "type": data["type"], "label": data.get("label", n), "x": round(float(x) * 1000, 1),
+                      "y": round(float(y) * 1000, 1), "url": page, "status": data.get("status")})
+    edges = [{"s": s, "t": t, "type": d["type"]} for s, t, d in g.edges(data=True)]
+    edges.sort(key=lambda e: (e["s"], e["t"], e["type"]))
+    return {"nodes": nodes, "edges": edges}
+
+
+def write_explore(ctx: SiteContext, out: SiteWriter) -> None:
+    out.text(GRAPH_LAYOUT, json.dumps(graph_layout(ctx), separators=(",", ":"), sort_keys=True) + "\n")
+    types = ["problem", "circuit", "paper", "model", "component"]
+    toggles = "".join(f'<label><input type="checkbox" data-type="{t}" checked> {t}s</label>' for t in types)
+    out.text(EXPLORE, front_matter(title="Graph explorer", hide=["toc"]) + (
+        "# Graph explorer\n\n"
+        "The knowledge graph of mikb: problems, circuits, papers, models and components, and the links between them. "
+        "Drag to pan, scroll or use the buttons to zoom, hover for a name, click a node to open its page. "
+        "The same graph is downloadable as [JSON](data/graph.json) and [GraphML](data/graph.graphml).\n\n"
+        f'<div class="mikb-graph-controls">{toggles}'
+        '<input type="search" class="mikb-graph-search" placeholder="Highlight nodes by name" aria-label="Highlight nodes">'
+        '<button type="button" data-zoom="in" aria-label="Zoom in">+</button>'
+        '<button type="button" data-zoom="out" aria-label="Zoom out">−</button>'
+        '<button type="button" data-zoom="reset">Reset</button></div>\n'
+        f'<div id="mikb-graph" class="mikb-graph" data-src="{GRAPH_LAYOUT}" data-root="./"></div>\n'
+        '<p class="mikb-graph-info" aria-live="polite"></p>\n'
+    ))

@@ -1,0 +1,169 @@
+"""Problem pages: the filterable index, one page per category, one page per problem."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from mikb.entries import Problem
+from mikb.graph import incoming, node_id, related_problems
+from mikb.site.context import SiteContext
+from mikb.site.md import STATUS_LABELS, cell, esc, front_matter, rel_url, status_badge
+from mikb.site.writer import SiteWriter
+
+INDEX = "problems/index.md"
+CATEGORIES_PAGE = "problems/categories.md"
+DIFFICULTY_ORDER = ["A", "A-B", "B", "B-C", "C", "C-D", "D", "unknown"]
+
+
+def problem_page(problem: Problem) -> str:
+    return f"problems/{problem.id}.md"
+
+
+def category_page(slug: str) -> str:
+    return f"problems/category/{slug}.md"
+
+
+def write_problem_pages(ctx: SiteContext, out: SiteWriter) -> None:
+    problems = ctx.kb.sorted_problems()
+    out.text(INDEX, _index(ctx, problems))
+    out.text(CATEGORIES_PAGE, _categories_overview(ctx, problems))
+    for slug, category in ctx.kb.categories.items():
+        members = [p for p in problems if p.category == slug]
+        out.text(category_page(slug), _category(ctx, category, members))
+    for problem in problems:
+        out.text(problem_page(problem), _problem(ctx, problem))
+
+
+def _difficulties(problems: list[Problem]) -> list[str]:
+    present = {p.difficulty for p in problems}
+    return [d for d in DIFFICULTY_ORDER if d in present] + sorted(present - set(DIFFICULTY_ORDER))
+
+
+def problem_table(ctx: SiteContext, page: str, problems: list[Problem], *, table_id: str, show_category: bool = True) -> str:
+    """The filterable table: plain HTML rows carrying data-* attributes that mikb.js filters
+    in the browser, so filtering needs no server and works on a static host."""
+    cats = ctx.kb.categories
+    tags = sorted({t for p in problems for t in p.tags})
+
+    def options(values: list[tuple[str, str]], everything: str) -> str:
+        return f'<option value="">{esc(everything)}</option>' + "".join(
+            f'<option value="{esc(v)}">{esc(label)}</option>' for v, label in values)
+
+    controls = [
+        f'<div class="mikb-filters" data-table="{table_id}">',
+        '<input type="search" data-filter="text" placeholder="Filter by words in the title or summary" aria-label="Filter by words">',
+    ]
+    if show_category:
+        controls.append(f'<select data-filter="category" aria-label="Category">{options([(s, c.name) for s, c in cats.items()], "All categories")}</select>')
+    controls += [
+        f'<select data-filter="difficulty" aria-label="Difficulty">{options([(d, d) for d in _difficulties(problems)], "Any difficulty")}</select>',
+        f'<select data-filter="status" aria-label="Status">{options(list(STATUS_LABELS.items()), "Any status")}</select>',
+        f'<select data-filter="tags" aria-label="Tag">{options([(t, t) for t in tags], "Any tag")}</select>',
+        '<span class="mikb-count" aria-live="polite"></span>',
+        "</div>",
+    ]
+    head = "<th>#</th><th>Problem</th>" + ("<th>Category</th>" if show_category else "") + "<th>Difficulty</th><th>Status</th>"
+    rows = []
+    for p in problems:
+        words = " ".join([p.title, p.summary, p.subcategory or "", " ".join(p.tags)]).lower()
+        category_name = cats[p.category].name if p.category in cats else p.category
+        star = ' <span class="mikb-star" title="starred by the source">★</span>' if p.priority == "starred" else ""
+        rows.append(
+            f'<tr data-category="{esc(p.category)}" data-difficulty="{esc(p.difficulty)}" data-status="{esc(p.status)}" '
+            f'data-tags="{esc(" ".join(p.tags))}" data-text="{esc(words)}">'
+            f"<td>{esc(p.number or '')}</td>"
+            f'<td><a href="{esc(rel_url(page, problem_page(p)))}">{esc(p.title)}</a>{star}</td>'
+            + (f'<td><a href="{esc(rel_url(page, category_page(p.category)))}">{esc(category_name)}</a></td>' if show_category else "")
+            + f"<td>{esc(p.difficulty)}</td><td>{status_badge(p.status)}</td></tr>"
+        )
+    table = (f'<table class="mikb-problems" id="{table_id}"><thead><tr>{head}</tr></thead><tbody>'
+             + "\n".join(rows) + "</tbody></table>")
+    return "\n".join(controls) + "\n\n" + table + "\n"
+
+
+def _index(ctx: SiteContext, problems: list[Problem]) -> str:
+    counts = Counter(p.status for p in problems)
+    summary = ", ".join(f"{counts.get(s, 0)} {label}" for s, label in STATUS_LABELS.items())
+    return (
+        front_matter(title="Open problems", hide=["toc"])
+        + "# Open problems\n\n"
+        + f"{len(problems)} problems ({summary}). Filter by category, difficulty, status, tag or words; "
+        + f"the filters are kept in the address bar, so a filtered list can be shared. [Browse by category]({'categories.md'}).\n\n"
+        + "Difficulty follows the source's marks (A easiest to D hardest, ranges such as B-C); "
+        + "`unknown` where the source's mark could not be recovered. ★ marks problems the source starred.\n\n"
+        + problem_table(ctx, INDEX, problems, table_id="mikb-problem-table")
+    )
+
+
+def _categories_overview(ctx: SiteContext, problems: list[Problem]) -> str:
+    lines = [front_matter(title="Problem categories"), "# Problem categories\n"]
+    for slug, category in ctx.kb.categories.items():
+        members = [p for p in problems if p.category == slug]
+        counts = Counter(p.status for p in members)
+        progress = ", ".join(f"{n} {STATUS_LABELS[s]}" for s, n in counts.items() if s != "open")
+        lines.append(f"## [{category.number + '. ' if isinstance(category.number, str) else (str(category.number) + '. ' if category.number else '')}{category.name}](category/{slug}.md)\n")
+        lines.append(f"{category.description}\n")
+        lines.append(f"{len(members)} problems" + (f"; {progress}" if progress else "") + ".\n")
+    return "\n".join(lines)
+
+
+def _category(ctx: SiteContext, category, members: list[Problem]) -> str:
+    page = category_page(category.slug)
+    source = ""
+    if category.source:
+        source = f"Source: {ctx.paper_link(page, category.source)}.\n\n"
+    sub_counts = Counter(p.subcategory or "Other" for p in members)
+    subs = " · ".join(f"{name} ({n})" for name, n in sub_counts.items())
+    return (
+        front_matter(title=category.name, hide=["toc"])
+        + f"# {category.name}\n\n{category.description}\n\n{source}"
+        + f"{len(members)} problems. Sub-topics: {subs}.\n\n"
+        + problem_table(ctx, page, members, table_id="mikb-category-table", show_category=False)
+    )
+
+
+def _problem(ctx: SiteContext, p: Problem) -> str:
+    page = problem_page(p)
+    me = node_id("problem", p.id)
+    cat = ctx.kb.categories.get(p.category)
+    cat_link = f"[{cat.name}](category/{p.category}.md)" if cat else p.category
+    facts = [
+        ("Status", status_badge(p.status)),
+        ("Category", cat_link + (f" › {p.subcategory}" if p.subcategory else "")),
+        ("Difficulty", f"`{p.difficulty}`" + (" ★ (starred by the source)" if p.priority == "starred" else "")),
+        ("Posed in", ctx.paper_link(page, p.source["paper"]) + (f" — [original post]({p.source['url']})" if p.source.get("url") else "")),
+    ]
+    if p.tags:
+        facts.append(("Tags", " ".join(f"[`{t}`](../tags.md#{t})" for t in p.tags)))
+    lines = [
+        front_matter(title=f"{p.number + ' ' if p.number else ''}{p.title}", tags=p.tags, mikb_source=ctx.kb.rel(p.doc.path)),
+        f"# {p.number + ' · ' if p.number else ''}{p.title}\n",
+        "| | |\n|---|---|\n" + "\n".join(f"| {k} | {cell(v)} |" for k, v in facts) + "\n",
+        "## Summary\n",
+        p.summary.strip() + "\n",
+    ]
+    if p.notes:
+        lines.append(f'!!! note "About the source"\n    {p.notes.strip()}\n')
+    lines.append("## Status history\n")
+    lines.append("| Date | Status | Evidence | Note |\n|---|---|---|---|")
+    for change in p.status_history:
+        evidence = f"[{change.evidence}]({change.evidence})" if change.evidence_is_url else ctx.paper_link(page, change.evidence)
+        lines.append(f"| {change.date} | {status_badge(change.status)} | {cell(evidence)} | {cell(change.note or '')} |")
+    lines.append("")
+    circuits = incoming(ctx.graph, me, "addresses", "circuit")
+    related = related_problems(ctx.graph, me)
+    lines.append("## Addressed by\n")
+    lines.append("\n".join(f"- {ctx.link(page, c)}" for c in circuits) + "\n" if circuits else "No circuit in the zoo addresses this problem yet.\n")
+    if related:
+        lines.append("## Related problems\n")
+        lines.extend(f"- {ctx.link(page, r)} {status_badge(ctx.graph.nodes[r]['status'])}" for r in related)
+        lines.append("")
+    refs = list(dict.fromkeys([*p.references, p.source["paper"]]))
+    lines.append("## References\n")
+    for key in refs:
+        paper = ctx.kb.papers.get(key)
+        title = f" — *{paper.title}*" if paper else ""
+        lines.append(f"- {ctx.paper_link(page, key)}{title}")
+    lines.append("")
+    lines.append(ctx.edit_link(ctx.kb.rel(p.doc.path)) + "\n")
+    return "\n".join(lines)
