@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", default="mikb-entries.json")
     e.set_defaults(handler=_cmd_export)
 
+    lc = sub.add_parser("linkcheck", help="check internal links and anchors of the built site")
+    lc.add_argument("site", nargs="?", help="built site folder (default: site/)")
+    lc.set_defaults(handler=_cmd_linkcheck)
+
     r = sub.add_parser("reproduce", help="run reproduction scripts and publish their results")
     r.add_argument("circuit", nargs="?", help="circuit id")
     r.add_argument("--all", action="store_true", help="every circuit on every model its script supports")
@@ -182,6 +186,20 @@ def _cmd_export(args, root: Path) -> int:
     print(f"wrote {args.output}: {len(kb.problems)} problems, {len(kb.circuits)} circuits, {len(kb.papers)} papers",
           file=sys.stderr)
     return 0
+
+
+def _cmd_linkcheck(args, root: Path) -> int:
+    from mikb.site.linkcheck import check_site
+
+    site = Path(args.site) if args.site else Layout(root).site_dir
+    if not site.is_dir():
+        print(f"mikb linkcheck: {site} does not exist; run `mikb build` first", file=sys.stderr)
+        return 2
+    checked, broken = check_site(site)
+    for link in broken:
+        print(link.format())
+    print(f"{checked} internal links checked, {len(broken)} broken", file=sys.stderr)
+    return 1 if broken else 0
 
 
 def _cmd_reproduce(args, root: Path) -> int:

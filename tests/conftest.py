@@ -1,0 +1,42 @@
+"""Shared test helpers: a fresh copy of the fixture repository for every test that writes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def write_mkdocs_config(root: Path) -> Path:
+    """The repo's own mkdocs.yml, pointed at the repo's hook and without its watch list."""
+    lines, skipping = [], False
+    for line in (REPO / "mkdocs.yml").read_text().splitlines():
+        if line.startswith("watch:"):
+            skipping = True
+            continue
+        if skipping and (line.startswith("  ") or not line.strip()):
+            continue
+        skipping = False
+        lines.append(line.replace("build_tools/mkdocs_hooks.py", str(REPO / "build_tools" / "mkdocs_hooks.py")))
+    config = root / "mkdocs.yml"
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+@pytest.fixture
+def kb_root(tmp_path: Path) -> Path:
+    root = tmp_path / "kb"
+    shutil.copytree(FIXTURES / "kb", root)
+    return root
+
+
+def run_mikb(root: Path, *args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run the real command line in a subprocess, as a user would."""
+    return subprocess.run([sys.executable, "-m", "mikb.cli", "--root", str(root), *args], capture_output=True,
+                          text=True, env=env, timeout=timeout)
