@@ -21,7 +21,8 @@ def on_pre_build(config) -> None:  # noqa: ANN001 - MkDocs passes its config obj
     if os.environ.get(SKIP_ENV) == "1":  # `mikb build` generated the pages just before
         return
     root = Path(config["config_file_path"]).resolve().parent
-    options = SiteOptions(repo_url=config.get("repo_url"), site_name=config.get("site_name", "mikb"))
+    options = SiteOptions(repo_url=config.extra.get("mikb_repo"), branch=config.extra.get("mikb_branch", "main"),
+                          site_name=config.get("site_name", "mikb"))
     try:
         report = generate_site(root, Path(config["docs_dir"]), options)
     except InvalidEntries as exc:
@@ -35,17 +36,15 @@ def on_pre_build(config) -> None:  # noqa: ANN001 - MkDocs passes its config obj
 
 
 def on_page_markdown(markdown: str, page, config, **_: object) -> str:  # noqa: ANN001
-    """Point Material's edit button at the entry's YAML instead of the generated page, and
-    drop it on generated index pages, which have no source file to edit."""
-    if not page.edit_url:
+    """Point Material's edit button at the YAML an entry was generated from, or at the
+    hand-written page in docs/; generated index pages have no source and get no button."""
+    repo = config.extra.get("mikb_repo")
+    if not repo:
         return markdown
-    source = page.meta.get("mikb_source")
-    if os.environ.get(SKIP_ENV) == "1":  # `mikb build` generated the pages just before
-        return
+    branch = config.extra.get("mikb_branch", "main")
     root = Path(config["config_file_path"]).resolve().parent
-    base = page.edit_url.split("/edit/", 1)[0]
-    if source:
-        page.edit_url = f"{base}/edit/main/{source}"
-    elif not (root / "docs" / page.file.src_uri).is_file():
-        page.edit_url = None
+    source = page.meta.get("mikb_source")
+    if not source and (root / "docs" / page.file.src_uri).is_file():
+        source = f"docs/{page.file.src_uri}"
+    page.edit_url = f"{repo.rstrip('/')}/edit/{branch}/{source}" if source else None
     return markdown

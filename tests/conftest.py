@@ -31,8 +31,12 @@ def write_mkdocs_config(root: Path) -> Path:
 
 @pytest.fixture
 def kb_root(tmp_path: Path) -> Path:
+    """The fixture entries plus the repo's hand-written pages (the nav names them)."""
     root = tmp_path / "kb"
     shutil.copytree(FIXTURES / "kb", root)
+    for page in (REPO / "docs").glob("*.md"):
+        if not (root / "docs" / page.name).exists():
+            shutil.copyfile(page, root / "docs" / page.name)
     return root
 
 

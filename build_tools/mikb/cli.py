@@ -102,13 +102,14 @@ def _cmd_check(args, root: Path) -> int:
 def _site_options(root: Path):
     from mikb.site.context import SiteOptions
 
-    repo_url = None
+    found: dict[str, str] = {}
     config = root / "mkdocs.yml"
-    if config.is_file():
+    if config.is_file():  # a line scan: mkdocs.yml holds python tags a safe YAML loader rejects
         for line in config.read_text().splitlines():
-            if line.startswith("repo_url:"):
-                repo_url = line.split(":", 1)[1].strip()
-    return SiteOptions(repo_url=repo_url)
+            key, _, value = line.strip().partition(":")
+            if key in ("mikb_repo", "mikb_branch"):
+                found[key] = value.strip()
+    return SiteOptions(repo_url=found.get("mikb_repo"), branch=found.get("mikb_branch", "main"))
 
 
 def _generate(root: Path) -> int:

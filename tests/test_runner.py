@@ -1,0 +1,149 @@
+"""`mikb reproduce`: caching, atomic publication, failures, provenance and determinism,
+exercised with the fixture's real reproduction script in real child processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_mikb
+from mikb.loader import load_knowledge_base
+from mikb.reproduce.runner import ReproError, reproduce
+from mikb.site.generate import generate_site
+
+CIRCUIT = "toy-copy"
+MODEL = "toy-2l"
+
+
+def _results_dir(root: Path) -> Path:
+    return root / "circuits_zoo" / CIRCUIT / "results" / MODEL
+
+
+def _run(root: Path, **kwargs):
+    return reproduce(load_knowledge_base(root), CIRCUIT, MODEL, show_progress=False, **kwargs)
+
+
+def test_run_publishes_results_with_complete_provenance(kb_root: Path) -> None:
+    outcome = _run(kb_root)
+    assert outcome.status == "ok", outcome.message
+    results = json.loads((_results_dir(kb_root) / "results.json").read_text())
+    prov = results["provenance"]
+    for key in ("model_id", "model_kind", "weights_source", "seed", "script_sha256", "entry_sha256", "packages",
+                "device", "wall_time_s", "started_at", "finished_at", "command", "cache_key", "git_commit"):
+        assert key in prov, key
+    assert prov["model_kind"] == "planted" and prov["weights_source"] == "planted by the fixture"
+    assert {"torch", "transformer-lens", "python", "mikb"} <= set(prov["packages"])
+    assert len(prov["script_sha256"]) == 64 and prov["command"] == "mikb reproduce toy-copy --model toy-2l"
+    assert {c["id"]: c["verdict"] for c in results["claims"]} == {"copy-score": "pass", "prev-score": "pass"}
+    assert results["figures"] == [{"file": "curve.svg", "caption": "A fixture curve", "kind": "static"}]
+    assert (_results_dir(kb_root) / "curve.svg").is_file() and (_results_dir(kb_root) / "log.txt").is_file()
+
+
+def test_unchanged_run_is_cached_and_changed_script_reruns(kb_root: Path) -> None:
+    assert _run(kb_root).status == "ok"
+    assert _run(kb_root).status == "cached"
+    assert _run(kb_root, force=True).status == "ok"
+    script = kb_root / "circuits_zoo" / CIRCUIT / "reproduce.py"
+    script.write_text(script.read_text() + "\n# a change\n")
+    assert _run(kb_root).status == "ok"
+    assert _run(kb_root, seed=1).status == "ok"  # another seed is another run
+
+
+def test_same_seed_same_metrics_other_seed_differs(kb_root: Path) -> None:
+    _run(kb_root)
+    first = json.loads((_results_dir(kb_root) / "results.json").read_text())
+    _run(kb_root, force=True)
+    second = json.loads((_results_dir(kb_root) / "results.json").read_text())
+    assert first["metrics"] == second["metrics"]
+    assert (_results_dir(kb_root) / "curve.svg").read_bytes()  # written deterministically
+    _run(kb_root, seed=3)
+    third = json.loads((_results_dir(kb_root) / "results.json").read_text())
+    assert third["metrics"] != first["metrics"]
+
+
+def test_failed_run_keeps_previous_results_and_page_shows_failure(kb_root: Path, monkeypatch) -> None:
+    assert _run(kb_root).status == "ok"
+    before = (_results_dir(kb_root) / "results.json").read_bytes()
+    monkeypatch.setenv("MIKB_FIXTURE_MODE", "crash")
+    outcome = _run(kb_root, force=True)
+    assert outcome.status == "failed" and "fixture crash requested" in outcome.message
+    assert (_results_dir(kb_root) / "results.json").read_bytes() == before
+    failure = json.loads((_results_dir(kb_root) / "failure.json").read_text())
+    assert "ValueError" in failure["log_tail"]
+    generate_site(kb_root)
+    page = (kb_root / "site_src/circuits/toy-copy/index.md").read_text()
+    assert "The latest run failed" in page and "fixture crash requested" in page
+    assert "results below are from the last successful run" in page
+
+
+def test_unavailable_model_is_not_run_with_a_command(kb_root: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MIKB_FIXTURE_MODE", "unavailable")
+    outcome = _run(kb_root)
+    assert outcome.status == "unavailable"
+    assert not (_results_dir(kb_root) / "results.json").exists()
+    generate_site(kb_root)
+    page = (kb_root / "site_src/circuits/toy-copy/index.md").read_text()
+    assert "weights could not be obtained" in page and "mikb reproduce toy-copy --model toy-2l" in page
+    proc = run_mikb(kb_root, "reproduce", CIRCUIT, "--no-progress", env={**os.environ, "MIKB_FIXTURE_MODE": "unavailable"})
+    assert proc.returncode == 3 and "unavailable" in proc.stdout
+
+
+def test_timeout_is_enforced(kb_root: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MIKB_FIXTURE_MODE", "hang")
+    t0 = time.monotonic()
+    outcome = _run(kb_root, timeout_s=8)
+    assert outcome.status == "failed" and "timed out" in outcome.message
+    assert time.monotonic() - t0 < 60
+
+
+def test_killed_run_leaves_old_results_intact(kb_root: Path) -> None:
+    assert _run(kb_root).status == "ok"
+    before = {p.name: p.read_bytes() for p in _results_dir(kb_root).iterdir()}
+    env = {**os.environ, "MIKB_FIXTURE_MODE": "hang"}
+    proc = subprocess.Popen([sys.executable, "-m", "mikb.cli", "--root", str(kb_root), "reproduce", CIRCUIT, "--force",
+                             "--no-progress"], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    staging_glob = lambda: list((kb_root / "circuits_zoo" / CIRCUIT / "results").glob(".staging-*"))  # noqa: E731
+    deadline = time.monotonic() + 60
+    while not staging_glob() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert staging_glob(), "the run never started"
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    after = {p.name: p.read_bytes() for p in _results_dir(kb_root).iterdir()}
+    assert after == before
+    assert _run(kb_root, force=True).status == "ok"  # the next run cleans up the staging folder
+    assert not staging_glob()
+
+
+def test_stale_results_are_marked_on_the_page(kb_root: Path) -> None:
+    _run(kb_root)
+    entry = kb_root / "circuits_zoo" / CIRCUIT / "circuit.yaml"
+    entry.write_text(entry.read_text().replace("task: Copy the previous token.", "task: Copy the previous token again."))
+    generate_site(kb_root)
+    page = (kb_root / "site_src/circuits/toy-copy/index.md").read_text()
+    assert "Stale results" in page and "the circuit entry changed since this run" in page
+
+
+def test_results_appear_on_the_page_with_provenance(kb_root: Path) -> None:
+    _run(kb_root)
+    generate_site(kb_root)
+    page = (kb_root / "site_src/circuits/toy-copy/index.md").read_text()
+    assert 'src="results/toy-2l/curve.svg"' in page
+    assert "Provenance" in page and "planted by the fixture" in page and "toy-2l (planted)" in page
+    assert (kb_root / "site_src/circuits/toy-copy/results/toy-2l/curve.svg").is_file()
+
+
+def test_unknown_circuit_and_model_are_clear_errors(kb_root: Path) -> None:
+    kb = load_knowledge_base(kb_root)
+    with pytest.raises(ReproError, match="unknown circuit 'nope'"):
+        reproduce(kb, "nope")
+    with pytest.raises(ReproError, match="supports models toy-2l, not 'gpt2-small'"):
+        reproduce(kb, CIRCUIT, "gpt2-small")
