@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields, is_dataclass
 from typing import Any
 
 from mikb import __version__
@@ -11,10 +11,18 @@ from mikb.loader import KnowledgeBase
 
 def export_entries(kb: KnowledgeBase) -> dict[str, Any]:
     def clean(entry: Any) -> dict[str, Any]:
-        data = asdict(entry)
-        data.pop("doc", None)
-        if "folder" in data:
-            data["folder"] = kb.rel(data["folder"]) if data["folder"] else None
+        # Field by field (not asdict on the whole entry): asdict would deep-copy the parsed
+        # YAML document each entry keeps for diagnostics, which dominates the export's cost.
+        data = {}
+        for f in fields(entry):
+            if f.name == "doc":
+                continue
+            value = getattr(entry, f.name)
+            if f.name == "folder":
+                value = kb.rel(value) if value else None
+            elif isinstance(value, list):
+                value = [asdict(v) if is_dataclass(v) else v for v in value]
+            data[f.name] = value
         return data
 
     return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter, defaultdict
 
@@ -67,13 +68,23 @@ def write_tags(ctx: SiteContext, out: SiteWriter) -> None:
     out.text("tags.md", "\n".join(lines))
 
 
-def graph_layout(ctx: SiteContext) -> dict:
-    """Positions computed here (seeded spring layout) so the browser only draws and pans."""
-    g = ctx.graph
+def _layout_positions(g: nx.MultiDiGraph, previous: dict | None) -> tuple[str, dict]:
+    """Seeded spring layout, reused from the previous build when the graph's shape is the same
+    (the layout is the slowest step of page generation and depends only on the shape)."""
+    shape = hashlib.sha256(json.dumps([sorted(g.nodes), sorted((s, t) for s, t in g.edges())]).encode()).hexdigest()
+    if previous and previous.get("shape") == shape:
+        return shape, {n["id"]: (n["x"] / 1000, n["y"] / 1000) for n in previous["nodes"]}
     simple = nx.Graph()
     simple.add_nodes_from(g.nodes)
     simple.add_edges_from((s, t) for s, t in g.edges())
     pos = nx.spring_layout(simple, seed=7, k=1.6 / max(1, len(simple)) ** 0.5, iterations=60) if len(simple) else {}
+    return shape, pos
+
+
+def graph_layout(ctx: SiteContext, previous: dict | None = None) -> dict:
+    """Positions computed here so the browser only draws and pans."""
+    g = ctx.graph
+    shape, pos = _layout_positions(g, previous)
     nodes = []
     for n in sorted(g.nodes):
         data = g.nodes[n]
@@ -83,11 +94,18 @@ def graph_layout(ctx: SiteContext) -> dict:
                       "y": round(float(y) * 1000, 1), "url": page, "status": data.get("status")})
     edges = [{"s": s, "t": t, "type": d["type"]} for s, t, d in g.edges(data=True)]
     edges.sort(key=lambda e: (e["s"], e["t"], e["type"]))
-    return {"nodes": nodes, "edges": edges}
+    return {"shape": shape, "nodes": nodes, "edges": edges}
 
 
 def write_explore(ctx: SiteContext, out: SiteWriter) -> None:
-    out.text(GRAPH_LAYOUT, json.dumps(graph_layout(ctx), separators=(",", ":"), sort_keys=True) + "\n")
+    previous = None
+    existing = out.root / GRAPH_LAYOUT
+    if existing.is_file():
+        try:
+            previous = json.loads(existing.read_text())
+        except ValueError:
+            previous = None
+    out.text(GRAPH_LAYOUT, json.dumps(graph_layout(ctx, previous), separators=(",", ":"), sort_keys=True) + "\n")
     types = ["problem", "circuit", "paper", "model", "component"]
     toggles = "".join(f'<label><input type="checkbox" data-type="{t}" checked> {t}s</label>' for t in types)
     out.text(EXPLORE, front_matter(title="Graph explorer", hide=["toc"]) + (

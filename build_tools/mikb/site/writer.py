@@ -31,7 +31,7 @@ class SiteWriter:
         if target.is_file() and target.stat().st_size == len(content) and target.read_bytes() == content:
             self.unchanged += 1
             return
-        write_bytes_atomic(target, content)
+        write_bytes_atomic(target, content, durable=False)
         self.written.append(rel)
 
     def copy(self, rel: str, source: Path) -> None:
