@@ -22,15 +22,20 @@ class LoadedModel:
     ground_truth: dict[str, str] | None = None
 
 
+def _boot_gpt2(device: str) -> Any:
+    """The raw download-and-boot step (tests replace it with a random GPT-2-shaped bridge)."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    return TransformerBridge.boot_transformers("gpt2", device=device)
+
+
 def load_gpt2_small(device: str = "cpu") -> Any:
     """GPT-2 small through TransformerBridge.boot_transformers, from the local HF cache only."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     try:
-        from transformer_lens.model_bridge import TransformerBridge
-
-        model = TransformerBridge.boot_transformers("gpt2", device=device)
+        model = _boot_gpt2(device)
     except Exception as exc:  # noqa: BLE001 - any failure to get weights means "unavailable"
         raise ModelUnavailable(
             "GPT-2 small weights ('gpt2' on the Hugging Face hub) are not in the local cache and "
@@ -39,6 +44,9 @@ def load_gpt2_small(device: str = "cpu") -> Any:
             "`huggingface-cli download gpt2` and rerun. Cause: "
             f"{type(exc).__name__}: {str(exc)[:300]}"
         ) from exc
+    # Fold LayerNorm weights and centre the unembedding (TransformerLens' usual processing):
+    # DLA and our direct-effect maths need an identity-affine final norm.
+    model.enable_compatibility_mode()
     model.eval()
     return model
 
