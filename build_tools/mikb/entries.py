@@ -202,9 +202,13 @@ class Paper:
 
     @property
     def short_authors(self) -> str:
-        if len(self.authors) <= 2:
-            return " and ".join(self.authors)
-        return f"{self.authors[0]} et al."
+        """Surnames, as citations are read: "Wang et al.", "Elhage and Olah"."""
+        surnames = [a.split()[-1] if " " in a else a for a in self.authors if a != "others"]
+        if not surnames:
+            return "Anonymous"
+        if len(surnames) <= 2 and "others" not in self.authors:
+            return " and ".join(surnames)
+        return f"{surnames[0]} et al."
 
     @property
     def citation(self) -> str:

@@ -73,7 +73,7 @@ def _circuit(ctx: SiteContext, c: Circuit) -> str:
     page = circuit_page(c)
     me = node_id("circuit", c.id)
     lines = [
-        front_matter(title=c.name, tags=c.tags, mikb_source=ctx.kb.rel(c.doc.path)),
+        front_matter(title=c.name, tags=c.tags, hide=["navigation"], mikb_source=ctx.kb.rel(c.doc.path)),
         f"# {c.name}\n",
         f"**Task.** {c.task}\n",
         "**Models.** " + ", ".join(ctx.link(page, node_id("model", m), _model_label(ctx, m)) for m in c.models) + "\n",
@@ -140,7 +140,7 @@ def _reported(ctx: SiteContext, page: str, claim: Claim) -> str:
     src = claim.reported["source"]
     where = f", {src['where']}" if src.get("where") else ""
     unit = f" {claim.unit}" if claim.unit else ""
-    return f"{claim.reported_text}{unit} on {claim.reported['model']} ({ctx.paper_link(page, src['paper'])}{where})"
+    return f"{claim.reported_text}{unit} <br><small>{claim.reported['model']}; {ctx.paper_link(page, src['paper'])}{where}</small>"
 
 
 def _reproduced(ctx: SiteContext, c: Circuit, claim: Claim, model_id: str) -> str:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from mikb.entries import Circuit, Component
 from mikb.site.md import esc
 
-NODE_W, NODE_H = 118, 42
-COL_GAP, ROW_GAP, MARGIN = 62, 18, 24
+NODE_W, NODE_H = 104, 40
+COL_GAP, ROW_GAP, MARGIN = 44, 14, 20
 INPUT_COLOURS = {"q": "#1f77b4", "k": "#2ca02c", "v": "#d62728", "": "#7f7f7f"}
 ROLE_PALETTE = ["#e8f1fb", "#fdf0e1", "#e9f7ec", "#fbe9ea", "#f1ebf8", "#eef6f7", "#fbf6e3", "#f3f3f3"]
 
@@ -86,7 +86,7 @@ def circuit_svg(circuit: Circuit) -> str:
         )
     for comp in circuit.components:
         x, y = pos[comp.id]
-        role = comp.role if len(comp.role) <= 18 else comp.role[:17] + "…"
+        role = comp.role if len(comp.role) <= 17 else comp.role[:16] + "…"
         parts.append(
             f'<g class="mikb-node" data-component="{esc(comp.id)}"><title>{esc(comp.label)}: {esc(comp.role)}'
             f'{" — " + esc(comp.description) if comp.description else ""}</title>'
