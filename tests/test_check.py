@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, run_mikb
+
 from mikb.check import run_check
 
 BAD = FIXTURES / "bad"

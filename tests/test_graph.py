@@ -7,6 +7,7 @@ from pathlib import Path
 
 import networkx as nx
 from conftest import run_mikb
+
 from mikb.check import run_check
 from mikb.graph import EDGE_TYPES, NODE_TYPES, incoming, outgoing, related_problems
 

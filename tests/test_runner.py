@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_mikb
+
 from mikb.loader import load_knowledge_base
 from mikb.reproduce.runner import ReproError, reproduce
 from mikb.site.generate import generate_site

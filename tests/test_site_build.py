@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_mikb, write_mkdocs_config
+
 from mikb.site.generate import InvalidEntries, generate_site
 from mikb.site.linkcheck import check_site
 

@@ -1,0 +1,107 @@
+"""Attribution patching from one forward/backward equals TL's per-example version.
+
+TL's ``attribution_patch`` scores per position and per example (batch mean); summing its
+head scores over positions must give ours. Edge scores are checked on the HF GPT-2 bridge,
+the only one on which TL's edge granularity (which needs the pre-Q/K/V fork) runs.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from mikb.methods.attribution import attribution_patching
+from mikb.methods.fast_patching import (
+    LogitReadout,
+    head_out_patching,
+    logit_diff_readout,
+    unpatched_metric,
+)
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+VOCAB = 50
+BATCH, SEQ = 3, 8
+
+
+def _native(**overrides):
+    import transformer_lens.model_bridge.sources  # noqa: F401
+    from transformer_lens.model_bridge import TransformerBridge
+
+    torch.manual_seed(0)
+    cfg = {"n_layers": 3, "n_heads": 4, "d_model": 64, "d_head": 16, "d_vocab": VOCAB,
+           "n_ctx": 32, "act_fn": "gelu", "normalization_type": "LN", "seed": 0}
+    cfg.update(overrides)
+    return TransformerBridge.boot_native(cfg).eval()
+
+
+def _prompts(seed: int = 2):
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.randint(0, VOCAB, (BATCH, SEQ), generator=g)
+    corrupt = clean.clone()
+    corrupt[:, 2] = torch.randint(0, VOCAB, (BATCH,), generator=g)
+    corrupt[:, 5] = torch.randint(0, VOCAB, (BATCH,), generator=g)
+    return clean, corrupt, logit_diff_readout(torch.randint(0, VOCAB, (BATCH, 2), generator=g))
+
+
+def _tl_scores(model, clean, corrupt, readout: LogitReadout, granularity: str):
+    """TL's scores, one example per call (its metric sees logits only), batch-averaged."""
+    from transformer_lens.tools.analysis.attribution_patching import (
+        EdgeAttributionConfig,
+        attribution_patch,
+    )
+
+    cfg = model.cfg
+    node = torch.zeros(cfg.n_layers, cfg.n_heads, dtype=torch.float64)
+    edges = {c: torch.zeros(cfg.n_layers, cfg.n_heads, cfg.n_layers, cfg.n_heads,
+                            dtype=torch.float64) for c in "qkv"}
+    for b in range(clean.shape[0]):
+        one = LogitReadout(readout.token_ids[b : b + 1], readout.fn)
+        res = attribution_patch(model, clean[b : b + 1], corrupt[b : b + 1], one.as_tl_metric(),
+                                EdgeAttributionConfig(granularity=granularity))
+        for n, score in res.node_scores.items():
+            if n.kind == "attn_head_out":
+                node[n.layer, n.head] += score / BATCH
+        for (wr, rd), score in res.edge_scores.items():
+            if wr.kind == "attn_head_out" and rd.kind in ("q_input", "k_input", "v_input"):
+                edges[rd.kind[0]][wr.layer, wr.head, rd.layer, rd.head] += score / BATCH
+    return node.float(), {c: e.float() for c, e in edges.items()}
+
+
+def _rel_close(ours: torch.Tensor, ref: torch.Tensor) -> None:
+    scale = float(ref.abs().max())
+    assert scale > 0
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-4 * scale)
+
+
+def test_node_scores_equal_tl_on_native():
+    model = _native()
+    clean, corrupt, readout = _prompts()
+    ref, _ = _tl_scores(model, clean, corrupt, readout, "node")
+    _rel_close(attribution_patching(model, clean, corrupt, readout, edges=False).node, ref)
+
+
+def test_edge_scores_equal_tl_on_gpt2():
+    from mikb.methods._gpt2_offline import random_gpt2_bridge
+
+    model = random_gpt2_bridge(n_layer=3, n_head=4, n_embd=64, vocab_size=VOCAB, n_positions=32)
+    clean, corrupt, readout = _prompts()
+    ref_node, ref_edges = _tl_scores(model, clean, corrupt, readout, "edge")
+    ours = attribution_patching(model, clean, corrupt, readout)
+    for c in "qkv":
+        _rel_close(ours.edges[c], ref_edges[c])
+    # Edges only go forward in depth.
+    assert ours.edges["q"][2, :, :3].abs().max() == 0
+
+
+def test_last_layer_attribution_is_exact_when_the_readout_is_linear():
+    """With no final LayerNorm, a last-layer head's patch moves the logit difference
+    linearly, so the first-order estimate must equal exact patching there."""
+    model = _native(attn_only=True, normalization_type=None)
+    clean, corrupt, readout = _prompts()
+    exact = head_out_patching(model, clean, corrupt, readout)
+    base = unpatched_metric(model, corrupt, readout).mean()
+    node = attribution_patching(model, clean, corrupt, readout, edges=False).node
+    _rel_close(node[-1], exact[-1] - base)
+    with pytest.raises(AssertionError):  # earlier layers go through attention: not linear
+        _rel_close(node[0], exact[0] - base)
