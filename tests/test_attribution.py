@@ -11,6 +11,7 @@ import warnings
 
 import pytest
 import torch
+
 from mikb.methods.attribution import attribution_patching
 from mikb.methods.fast_patching import (
     LogitReadout,
@@ -105,3 +106,13 @@ def test_last_layer_attribution_is_exact_when_the_readout_is_linear():
     _rel_close(node[-1], exact[-1] - base)
     with pytest.raises(AssertionError):  # earlier layers go through attention: not linear
         _rel_close(node[0], exact[0] - base)
+
+
+def test_scoring_in_groups_of_examples_changes_nothing():
+    model = _native()
+    clean, corrupt, readout = _prompts()
+    whole = attribution_patching(model, clean, corrupt, readout)
+    grouped = attribution_patching(model, clean, corrupt, readout, examples_per_pass=2)
+    _rel_close(grouped.node, whole.node)
+    for c in "qkv":
+        _rel_close(grouped.edges[c], whole.edges[c])

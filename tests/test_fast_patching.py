@@ -11,6 +11,7 @@ import warnings
 
 import pytest
 import torch
+
 from mikb.methods._fast_forward import first_difference
 from mikb.methods.fast_patching import (
     LogitReadout,

@@ -31,8 +31,14 @@ class LayerWeights:
     """One block's weights, with per-head matrices fused so each projection is one GEMM."""
 
     ln1: tuple[Tensor, Tensor] | None  # (weight, bias) or None for no normalisation
-    w_qkv: Tensor  # [d_model, 3 * n_heads * d_head], columns ordered (q|k|v, head, d_head)
-    b_qkv: Tensor  # [3 * n_heads * d_head]
+    # [d_model, n_heads * d_head] each: views of the model's own parameters where the bridge
+    # allows (no copy, so extracting costs no memory); columns ordered (head, d_head).
+    w_q: Tensor
+    w_k: Tensor
+    w_v: Tensor
+    b_q: Tensor  # [n_heads * d_head]
+    b_k: Tensor
+    b_v: Tensor
     w_o: Tensor  # [n_heads * d_head, d_model]
     b_o: Tensor  # [d_model]
     ln2: tuple[Tensor, Tensor] | None
@@ -68,10 +74,7 @@ class ModelWeights:
 
     def per_head(self, layer: int, which: str) -> Tensor:
         """``W_Q``/``W_K``/``W_V`` of one layer as ``[n_heads, d_model, d_head]``."""
-        index = "qkv".index(which)
-        lw = self.layers[layer]
-        hd = self.n_heads * self.d_head
-        block = lw.w_qkv[:, index * hd : (index + 1) * hd]
+        block = getattr(self.layers[layer], f"w_{which}")
         return block.reshape(-1, self.n_heads, self.d_head).permute(1, 0, 2)
 
     def w_o_per_head(self, layer: int) -> Tensor:
@@ -126,7 +129,8 @@ def _check_supported(model: torch.nn.Module) -> None:
 
 
 def extract_weights(model: torch.nn.Module) -> ModelWeights:
-    """Read a bridge's weights (native or HF GPT-2) into a :class:`ModelWeights`.
+    """Read a bridge's weights (native or HF GPT-2) into a :class:`ModelWeights` (no copies
+    where the bridge's properties are views).
 
     The attention and MLP matrices come from the bridge's TransformerLens-convention
     properties (``W_Q`` ``[n_heads, d_model, d_head]`` etc.), which the bridge defines for both
@@ -141,12 +145,9 @@ def extract_weights(model: torch.nn.Module) -> ModelWeights:
     with torch.no_grad():
         for i, block in enumerate(model.blocks):
             attn = block.attn
-            w_qkv = torch.cat(
-                [getattr(attn, name).permute(1, 0, 2).reshape(cfg.d_model, -1)
-                 for name in ("W_Q", "W_K", "W_V")],
-                dim=1,
-            )
-            b_qkv = torch.cat([getattr(attn, name).reshape(-1) for name in ("b_Q", "b_K", "b_V")])
+            proj = {c: getattr(attn, f"W_{c.upper()}").detach().permute(1, 0, 2)
+                    .reshape(cfg.d_model, -1) for c in "qkv"}
+            bias = {c: getattr(attn, f"b_{c.upper()}").detach().reshape(-1) for c in "qkv"}
             mlp_parts: tuple[Tensor | None, ...] = (None, None, None, None)
             ln2 = None
             if not attn_only:
@@ -159,9 +160,9 @@ def extract_weights(model: torch.nn.Module) -> ModelWeights:
             layers.append(
                 LayerWeights(
                     ln1=_ln_params(block.ln1, f"blocks.{i}.ln1"),
-                    w_qkv=w_qkv.detach().contiguous(),
-                    b_qkv=b_qkv.detach(),
-                    w_o=attn.W_O.reshape(n_heads * d_head, -1).detach().contiguous(),
+                    w_q=proj["q"], w_k=proj["k"], w_v=proj["v"],
+                    b_q=bias["q"], b_k=bias["k"], b_v=bias["v"],
+                    w_o=attn.W_O.detach().reshape(n_heads * d_head, -1),
                     b_o=attn.b_O.detach(),
                     ln2=ln2,
                     w_in=mlp_parts[0],
@@ -244,9 +245,15 @@ def qkv(w: ModelWeights, layer: int, x: Tensor) -> tuple[Tensor, Tensor, Tensor]
     """Queries, keys and values ``[n, n_heads, pos, d_head]`` from a residual ``[n, pos, d]``."""
     lw = w.layers[layer]
     n, t, _ = x.shape
-    proj = torch.addmm(lw.b_qkv, norm(x, lw.ln1, w.eps).reshape(n * t, -1), lw.w_qkv)
-    proj = proj.view(n, t, 3, w.n_heads, w.d_head).permute(2, 0, 3, 1, 4)
-    return proj[0], proj[1], proj[2]
+    h = norm(x, lw.ln1, w.eps).reshape(n * t, -1)
+    return tuple(  # type: ignore[return-value]
+        project(lw, c, h).view(n, t, w.n_heads, w.d_head).transpose(1, 2) for c in "qkv"
+    )
+
+
+def project(lw: LayerWeights, which: str, h: Tensor) -> Tensor:
+    """``h @ W_which + b_which`` for one of q, k, v on flattened rows ``[rows, d_model]``."""
+    return torch.addmm(getattr(lw, f"b_{which}"), h, getattr(lw, f"w_{which}"))
 
 
 def attend(
@@ -312,15 +319,14 @@ def last_block_at(
     n, t, _ = x.shape
     rows = torch.arange(n, device=x.device)
     lw = w.layers[layer]
-    hd = w.n_heads * w.d_head
     h = norm(x, lw.ln1, w.eps)
-    kv = torch.addmm(lw.b_qkv[hd:], h.reshape(n * t, -1), lw.w_qkv[:, hd:])
-    k, v = kv.view(n, t, 2, w.n_heads, w.d_head).permute(2, 0, 3, 1, 4)
+    k, v = (project(lw, c, h.reshape(n * t, -1)).view(n, t, w.n_heads, w.d_head).transpose(1, 2)
+            for c in "kv")
     start = 0
     if prefix is not None:
         start = prefix[0].shape[2]
         k, v = torch.cat([prefix[0], k], dim=2), torch.cat([prefix[1], v], dim=2)
-    q = torch.addmm(lw.b_qkv[:hd], h[rows, pos], lw.w_qkv[:, :hd]).view(n, w.n_heads, 1, w.d_head)
+    q = project(lw, "q", h[rows, pos]).view(n, w.n_heads, 1, w.d_head)
     mask = (torch.arange(start + t, device=x.device)[None, :] <= pos[:, None] + start)
     z = F.scaled_dot_product_attention(
         q, k, v, attn_mask=mask[:, None, None, :], scale=1.0 / lw.attn_scale
@@ -356,21 +362,31 @@ class RunCache:
         return k, v
 
 
-def run_with_cache(w: ModelWeights, tokens: Tensor) -> RunCache:
-    """An unpatched forward keeping what the patching methods resume from."""
+def run_with_cache(
+    w: ModelWeights, tokens: Tensor, *, resid: bool = True, kv_prefix: int = 0
+) -> RunCache:
+    """An unpatched forward keeping what the patching methods resume from.
+
+    ``z`` is always kept; residuals only with ``resid``; keys and values only for the first
+    ``kv_prefix`` positions (the ones patched runs reuse). Keeping less is what keeps the
+    methods' peak memory near a single hooked forward's.
+    """
     x = embed(w, tokens)
     cache = RunCache(resid_pre=[], resid_mid=[], z=[], k=[], v=[])
     for layer in range(w.n_layers):
-        cache.resid_pre.append(x)
+        if resid:
+            cache.resid_pre.append(x)
         q, k, v = qkv(w, layer, x)
         z = attend(w, layer, q, k, v)
         cache.z.append(z)
-        cache.k.append(k)
-        cache.v.append(v)
+        cache.k.append(k[:, :, :kv_prefix].clone())
+        cache.v.append(v[:, :, :kv_prefix].clone())
         x = x + attn_out(w, layer, z)
-        cache.resid_mid.append(x)
+        if resid:
+            cache.resid_mid.append(x)
         x = x + mlp(w, layer, x)
-    cache.resid_pre.append(x)
+    if resid:
+        cache.resid_pre.append(x)
     return cache
 
 
@@ -396,7 +412,7 @@ def resume_from_mid(
     deltas: Tensor,
     readout: LogitReadout,
     start: int = 0,
-    max_rows: int = 8192,
+    max_rows: int = 2048,
 ) -> Tensor:
     """Metric per (run, example) for runs whose ``resid_mid[layer]`` is ``base``'s plus a delta.
 
@@ -410,6 +426,7 @@ def resume_from_mid(
     start = min(start, int(pos.min()))
     resid_mid = base.resid_mid[layer][:, start:]
     per_chunk = max(1, max_rows // (batch * (t - start)))
+    per_chunk = -(-runs // -(-runs // per_chunk))  # same number of chunks, balanced sizes
     out = []
     for first in range(0, runs, per_chunk):
         d = deltas[first : first + per_chunk, :, start:]

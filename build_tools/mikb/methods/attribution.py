@@ -112,19 +112,43 @@ def attribution_patching(
     readout: LogitReadout,
     *,
     edges: bool = True,
+    examples_per_pass: int | None = None,
 ) -> AttributionScores:
-    """Node (per head) and, with ``edges``, head-to-head q/k/v edge attribution scores."""
+    """Node (per head) and, with ``edges``, head-to-head q/k/v edge attribution scores.
+
+    ``examples_per_pass`` bounds memory: examples are scored in groups of that size (one
+    forward and backward each) and the batch means combined; ``None`` = all in one pass.
+    """
     if clean_tokens.shape != corrupted_tokens.shape:
         raise ValueError("clean and corrupted tokens must have the same shape")
     w = model if isinstance(model, ModelWeights) else extract_weights(model)
+    batch = clean_tokens.shape[0]
+    if examples_per_pass is not None and examples_per_pass < batch:
+        parts = []
+        for first in range(0, batch, examples_per_pass):
+            sl = slice(first, first + examples_per_pass)
+            sub = LogitReadout(
+                readout.token_ids[sl], readout.fn,
+                None if readout.positions is None else readout.positions[sl],
+            )
+            n = len(range(batch)[sl])
+            parts.append((n / batch, attribution_patching(
+                w, clean_tokens[sl], corrupted_tokens[sl], sub, edges=edges)))
+        return AttributionScores(
+            node=sum(f * p.node for f, p in parts),
+            edges=None if not edges else {
+                c: sum(f * p.edges[c] for f, p in parts) for c in "qkv"},
+            direct=None if not edges else sum(f * p.direct for f, p in parts),
+            corrupted_metric=sum(f * p.corrupted_metric for f, p in parts),
+        )
     with torch.no_grad():
-        clean = run_with_cache(w, clean_tokens)
+        clean = run_with_cache(w, clean_tokens, resid=False)
     with torch.enable_grad():
         metric, g_z, g_qkv, resid_pre, g_final, _ = _corrupted_forward_with_grads(
             w, corrupted_tokens, readout
         )
     with torch.no_grad():
-        corrupt = run_with_cache(w, corrupted_tokens)
+        corrupt = run_with_cache(w, corrupted_tokens, resid=False)
         dz = [clean.z[i] - corrupt.z[i] for i in range(w.n_layers)]  # [batch, heads, pos, dh]
         node = torch.stack([(d * g).sum(dim=(0, 2, 3)) for d, g in zip(dz, g_z, strict=True)])
         if not edges:

@@ -37,6 +37,8 @@ from mikb.methods._fast_forward import (
     logit_diff_readout,
     metric_from_tokens,
     norm,
+    project,
+    qkv,
     resume_from_mid,
     run_with_cache,
 )
@@ -91,7 +93,7 @@ def head_out_patching(
     readout: LogitReadout,
     *,
     reduce: Reduce = "mean",
-    max_rows: int = 8192,
+    max_rows: int = 2048,
 ) -> Tensor:
     """Patch each head's clean output (all positions) into the corrupted run.
 
@@ -101,9 +103,9 @@ def head_out_patching(
     """
     _check_tokens(clean_tokens, corrupted_tokens)
     w = _weights(model)
-    clean = run_with_cache(w, clean_tokens)
-    corrupt = run_with_cache(w, corrupted_tokens)
     start = first_difference(clean_tokens, corrupted_tokens)
+    clean = run_with_cache(w, clean_tokens, resid=False)
+    corrupt = run_with_cache(w, corrupted_tokens, kv_prefix=start)
     rows = []
     for layer in range(w.n_layers):
         dz = (clean.z[layer] - corrupt.z[layer]).transpose(0, 1)  # [heads, batch, pos, d_head]
@@ -122,7 +124,7 @@ def path_patching_from_head(
     component: Literal["q", "k", "v"] = "q",
     *,
     reduce: Reduce = "mean",
-    max_rows: int = 8192,
+    max_rows: int = 2048,
 ) -> Tensor:
     """Patch the sender head's clean write into each later head's ``component`` input alone.
 
@@ -137,9 +139,9 @@ def path_patching_from_head(
         raise ValueError(f"component must be 'q', 'k' or 'v', got {component!r}")
     w = _weights(model)
     src_layer, src_head = sender
-    clean = run_with_cache(w, clean_tokens)
-    corrupt = run_with_cache(w, corrupted_tokens)
     start = first_difference(clean_tokens, corrupted_tokens)
+    clean = run_with_cache(w, clean_tokens, resid=False)
+    corrupt = run_with_cache(w, corrupted_tokens, kv_prefix=start)
     z_delta = clean.z[src_layer][:, src_head] - corrupt.z[src_layer][:, src_head]
     src_delta = z_delta @ w.w_o_per_head(src_layer)[src_head]  # [batch, pos, d_model]
     batch = clean_tokens.shape[0]
@@ -149,19 +151,14 @@ def path_patching_from_head(
         lw = w.layers[layer]
         base = corrupt.resid_pre[layer]
         n, t, d = base.shape
-        hd = w.n_heads * w.d_head
-        # Only the patched component changes: project the shifted residual with its columns.
+        # Only the patched component changes: project the shifted residual with its weights.
         shifted = norm(base + src_delta, lw.ln1, w.eps).reshape(n * t, d)
-        cols = slice(which * hd, (which + 1) * hd)
-        patched = torch.addmm(lw.b_qkv[cols], shifted, lw.w_qkv[:, cols])
-        patched = patched.view(n, t, w.n_heads, w.d_head).transpose(1, 2)
-        h = norm(base, lw.ln1, w.eps).reshape(n * t, d)
-        proj = torch.addmm(lw.b_qkv, h, lw.w_qkv).view(n, t, 3, w.n_heads, w.d_head)
-        qkv = list(proj.permute(2, 0, 3, 1, 4))
-        qkv[which] = patched
+        patched = project(lw, component, shifted).view(n, t, w.n_heads, w.d_head).transpose(1, 2)
+        qkv_heads = list(qkv(w, layer, base))
+        qkv_heads[which] = patched
         # Heads are independent, so one call gives every receiver's z with only its own input
         # patched.
-        z_new = attend(w, layer, qkv[0], qkv[1], qkv[2])
+        z_new = attend(w, layer, *qkv_heads)
         dz = (z_new - corrupt.z[layer]).transpose(0, 1)  # [heads, batch, pos, d_head]
         deltas = dz @ w.w_o_per_head(layer).unsqueeze(1)
         out[layer] = resume_from_mid(w, layer, corrupt, deltas, readout, start, max_rows)
