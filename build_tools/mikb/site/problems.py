@@ -76,8 +76,8 @@ def problem_table(ctx: SiteContext, page: str, problems: list[Problem], *, table
             + (f'<td><a href="{esc(rel_url(page, category_page(p.category)))}">{esc(category_name)}</a></td>' if show_category else "")
             + f"<td>{esc(p.difficulty)}</td><td>{status_badge(p.status)}</td></tr>"
         )
-    table = (f'<table class="mikb-problems" id="{table_id}"><thead><tr>{head}</tr></thead><tbody>'
-             + "\n".join(rows) + "</tbody></table>")
+    table = (f'<div class="mikb-table-wrap"><table class="mikb-problems" id="{table_id}"><thead><tr>{head}</tr></thead><tbody>'
+             + "\n".join(rows) + "</tbody></table></div>")
     return "\n".join(controls) + "\n\n" + table + "\n"
 
 

@@ -1,0 +1,188 @@
+"""End-to-end tests of the built site in headless Chromium (Debian's chromium + Playwright).
+
+The repository's own site is built once per session and served on a free localhost port.
+Screenshots of every flow are saved under test-artifacts/screenshots/. Without chromium the
+module is skipped on a developer machine, but fails under CI (CI=true).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = REPO / "test-artifacts" / "screenshots"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+
+if CHROMIUM is None or not __import__("importlib").util.find_spec("playwright"):
+    if os.environ.get("CI") == "true":
+        raise RuntimeError("browser tests need Debian's chromium and playwright (make browser installs them)")
+    pytest.skip("chromium or playwright not installed (run `make browser`)", allow_module_level=True)
+
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def built_site() -> Path:
+    """The repo's site, built with the real CLI (or a prebuilt one named by MIKB_E2E_SITE)."""
+    prebuilt = os.environ.get("MIKB_E2E_SITE")
+    if prebuilt:
+        return Path(prebuilt)
+    proc = subprocess.run([sys.executable, "-m", "mikb.cli", "--root", str(REPO), "build"], capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return REPO / "site"
+
+
+@pytest.fixture(scope="session")
+def base_url(built_site: Path):
+    handler = functools.partial(_QuietHandler, directory=str(built_site))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    server.shutdown()
+    server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.errors = errors  # type: ignore[attr-defined]
+    yield pg
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"))
+    context.close()
+
+
+def _visible_rows(page: Page) -> list[dict[str, str]]:
+    return page.eval_on_selector_all(
+        "#mikb-problem-table tbody tr:not([hidden])",
+        "rows => rows.map(r => ({category: r.dataset.category, status: r.dataset.status}))")
+
+
+def test_home_filter_problem_paper_backlink(page: Page, base_url: str) -> None:
+    page.goto(base_url + "/")
+    expect(page.locator(".mikb-count-card").first).to_contain_text("open problems")
+    page.locator(".mikb-count-card", has_text="open problems").click()
+    page.wait_for_url("**/problems/")
+    total = len(_visible_rows(page))
+    assert total > 300
+    page.select_option("select[data-filter=category]", "polysemanticity-and-superposition")
+    by_category = _visible_rows(page)
+    assert 0 < len(by_category) < total and {r["category"] for r in by_category} == {"polysemanticity-and-superposition"}
+    page.select_option("select[data-filter=status]", "partially-solved")
+    both = _visible_rows(page)
+    assert 0 < len(both) < len(by_category)
+    assert {(r["category"], r["status"]) for r in both} == {("polysemanticity-and-superposition", "partially-solved")}
+    assert "category=polysemanticity-and-superposition" in page.url and "status=partially-solved" in page.url
+    page.reload()
+    assert len(_visible_rows(page)) == len(both)  # the filter survives a reload via the URL
+    page.locator("#mikb-problem-table tbody tr:not([hidden]) td:nth-child(2) a").first.click()
+    page.wait_for_selector("h2#references")
+    problem_url = page.url
+    problem_title = page.locator("h1").inner_text()
+    page.locator("h2#references + ul a").first.click()
+    page.wait_for_selector("h2#cited-by")
+    cited_by = page.locator("h2#cited-by ~ ul a").evaluate_all("links => links.map(a => a.href)")
+    assert problem_url in cited_by, (problem_title, cited_by[:5])
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_text_filter_and_search_find_a_problem_by_summary_words(page: Page, base_url: str) -> None:
+    page.goto(base_url + "/problems/")
+    page.fill("input[data-filter=text]", "othello")
+    rows = page.locator("#mikb-problem-table tbody tr:not([hidden])")
+    assert 0 < rows.count() < 20
+    page.goto(base_url + "/")
+    page.locator("label.md-search__icon, .md-search__input").first.click()
+    page.fill("input.md-search__input", "trigram")
+    page.wait_for_selector(".md-search-result__item", timeout=15000)
+    results = page.locator(".md-search-result__item").all_inner_texts()
+    assert any("trigram" in r.lower() for r in results), results[:5]
+
+
+@pytest.mark.parametrize("circuit", ["ioi", "induction-heads"])
+def test_circuit_page_diagram_and_figures_without_console_errors(page: Page, base_url: str, circuit: str) -> None:
+    page.goto(f"{base_url}/circuits/{circuit}/")
+    page.wait_for_load_state("networkidle")
+    assert page.locator("svg.mikb-diagram .mikb-node").count() >= 2
+    images = page.locator("figure.mikb-figure img")
+    assert images.count() >= 1
+    for i in range(images.count()):
+        img = images.nth(i)
+        img.scroll_into_view_if_needed()
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle(), timeout=10000)
+    expect(page.locator("text=Provenance").first).to_be_visible()
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_graph_explorer_renders_zooms_and_navigates(page: Page, base_url: str) -> None:
+    page.goto(base_url + "/explore/")
+    page.wait_for_selector("#mikb-graph[data-ready=true]", timeout=20000)
+    assert page.locator("#mikb-graph circle").count() > 300
+    before = page.get_attribute("svg.mikb-graph-svg", "viewBox")
+    page.click("button[data-zoom=in]")
+    assert page.get_attribute("svg.mikb-graph-svg", "viewBox") != before
+    page.click("button[data-zoom=reset]")
+    page.uncheck("input[data-type=problem]")
+    assert page.locator("g.mikb-graph-node[data-type=problem]").first.evaluate("g => g.style.display") == "none"
+    page.locator("g.mikb-graph-node[data-type=circuit]").first.dispatch_event("click")
+    page.wait_for_url("**/circuits/**")
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_dark_mode_toggle(page: Page, base_url: str) -> None:
+    page.goto(base_url + "/")
+    scheme = page.get_attribute("body", "data-md-color-scheme")
+    page.locator("form[data-md-component=palette] label:visible").first.click()
+    page.wait_for_function(f"document.body.getAttribute('data-md-color-scheme') !== '{scheme}'")
+    assert page.get_attribute("body", "data-md-color-scheme") in ("slate", "default")
+    assert page.get_attribute("body", "data-md-color-scheme") != scheme
+
+
+def test_phone_width_problem_index(browser, base_url: str) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    pg = context.new_page()
+    pg.goto(base_url + "/problems/")
+    overflow = pg.evaluate("document.documentElement.scrollWidth")
+    pg.select_option("select[data-filter=status]", "solved")
+    shown = pg.locator("#mikb-problem-table tbody tr:not([hidden])").count()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / "phone_problems.png"))
+    context.close()
+    assert overflow <= 390 + 2
+    assert shown >= 1
