@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -44,3 +45,16 @@ def run_mikb(root: Path, *args: str, env: dict | None = None, timeout: int = 300
     """Run the real command line in a subprocess, as a user would."""
     return subprocess.run([sys.executable, "-m", "mikb.cli", "--root", str(root), *args], capture_output=True,
                           text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def repo_site() -> Path:
+    """The repository's own site, built once per session with the real CLI (strict).
+    MIKB_E2E_SITE may name a prebuilt site instead, for iterating on browser tests."""
+    prebuilt = os.environ.get("MIKB_E2E_SITE")
+    if prebuilt:
+        return Path(prebuilt)
+    proc = subprocess.run([sys.executable, "-m", "mikb.cli", "--root", str(REPO), "build"], capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return REPO / "site"

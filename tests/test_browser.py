@@ -12,8 +12,6 @@ import http.server
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -36,20 +34,8 @@ from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def built_site() -> Path:
-    """The repo's site, built with the real CLI (or a prebuilt one named by MIKB_E2E_SITE)."""
-    prebuilt = os.environ.get("MIKB_E2E_SITE")
-    if prebuilt:
-        return Path(prebuilt)
-    proc = subprocess.run([sys.executable, "-m", "mikb.cli", "--root", str(REPO), "build"], capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return REPO / "site"
-
-
-@pytest.fixture(scope="session")
-def base_url(built_site: Path):
-    handler = functools.partial(_QuietHandler, directory=str(built_site))
+def base_url(repo_site: Path):
+    handler = functools.partial(_QuietHandler, directory=str(repo_site))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

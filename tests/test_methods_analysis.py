@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+
 from mikb.data.ioi import make_ioi_dataset
 from mikb.lm.planted_ioi import build_planted_ioi, planted_names
 from mikb.methods.ablation import head_means

@@ -7,6 +7,9 @@ MLPs and the joint-QKV attention that TL's direct path patching needs).
 
 import pytest
 import torch
+from transformer_lens import patching
+from transformer_lens.patching import get_act_patch_direct_path
+
 from mikb.data.ioi import make_ioi_dataset
 from mikb.lm.planted_ioi import build_planted_ioi, planted_names
 from mikb.methods.ablation import head_means, run_ablated
@@ -14,8 +17,6 @@ from mikb.methods.dla import head_dla, tl_head_dla
 from mikb.methods.hooks import z_name
 from mikb.methods.metrics import logit_diff, logit_diff_metric
 from mikb.methods.path_patching import path_patch_to_heads, path_patch_to_logits
-from transformer_lens import patching
-from transformer_lens.patching import get_act_patch_direct_path
 
 TOL = 1e-4
 
@@ -150,9 +151,10 @@ def _edges_from_kept_writers(model, seq_len, keep_heads):
 
 def test_circuit_score_matches_tl_faithfulness(tiny_gpt2, ds):
     """F(C) with heads outside C mean-ablated = TL's ablate-outside faithfulness (mean mode)."""
-    from mikb.methods.circuit_eval import score_with_heads
     from transformer_lens.tools.analysis import FaithfulnessConfig
     from transformer_lens.tools.analysis import faithfulness as tl_faithfulness
+
+    from mikb.methods.circuit_eval import score_with_heads
 
     model = tiny_gpt2
     ref = make_ioi_dataset(8, seed=11, names=planted_names())

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from mikb.data.ioi import make_ioi_dataset
 from mikb.lm.planted_ioi import build_planted_ioi, ground_truth, planted_names
 from mikb.methods.ablation import head_means, run_ablated_with_cache
