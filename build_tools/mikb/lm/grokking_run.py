@@ -48,6 +48,7 @@ class StopRule:
     min_test_acc: float = 0.999
     gap_ratio: float = 3.0
     patience: int = 1000
+    loss_floor: float = 1e-3  # both losses this small also counts as closed (ratios get noisy)
 
 
 def train_grokking(
@@ -91,7 +92,7 @@ def train_grokking(
                 f"test acc {hist.test_acc[-1]:.3f}"
             )
         met = hist.test_acc[-1] >= stop.min_test_acc and (
-            hist.test_loss[-1] <= stop.gap_ratio * hist.train_loss[-1]
+            hist.test_loss[-1] <= stop.gap_ratio * hist.train_loss[-1] or hist.test_loss[-1] <= stop.loss_floor
         )
         if met and state["met"] is None:
             state["met"] = step
