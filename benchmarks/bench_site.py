@@ -24,6 +24,7 @@ from mkdocs.commands.build import build
 from mkdocs.config import load_config
 
 from mikb.site.generate import generate_site
+from mikb.site.portable_config import write_portable_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,17 +35,7 @@ def _copy_repo(dest: Path) -> Path:
     for name in ("CONTRIBUTING.md",):
         if (REPO / name).exists():
             shutil.copyfile(REPO / name, dest / name)
-    text = (REPO / "mkdocs.yml").read_text().replace("build_tools/mkdocs_hooks.py", str(REPO / "build_tools/mkdocs_hooks.py"))
-    lines, skip = [], False
-    for line in text.splitlines():
-        if line.startswith("watch:"):
-            skip = True
-            continue
-        if skip and (line.startswith("  ") or not line.strip()):
-            continue
-        skip = False
-        lines.append(line)
-    (dest / "mkdocs.yml").write_text("\n".join(lines) + "\n")
+    write_portable_config(REPO, dest)
     (dest / "site_src").mkdir()
     return dest
 

@@ -10,24 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from mikb.site.portable_config import write_portable_config
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def write_mkdocs_config(root: Path) -> Path:
     """The repo's own mkdocs.yml, pointed at the repo's hook and without its watch list."""
-    lines, skipping = [], False
-    for line in (REPO / "mkdocs.yml").read_text().splitlines():
-        if line.startswith("watch:"):
-            skipping = True
-            continue
-        if skipping and (line.startswith("  ") or not line.strip()):
-            continue
-        skipping = False
-        lines.append(line.replace("build_tools/mkdocs_hooks.py", str(REPO / "build_tools" / "mkdocs_hooks.py")))
-    config = root / "mkdocs.yml"
-    config.write_text("\n".join(lines) + "\n")
-    return config
+    return write_portable_config(REPO, root)
 
 
 @pytest.fixture
@@ -58,3 +49,16 @@ def repo_site() -> Path:
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return REPO / "site"
+
+
+def small_native_model(**overrides):
+    """A small TL-native bridge (3 layers, 4 heads, LayerNorm) for fast correctness tests."""
+    import torch
+    import transformer_lens.model_bridge.sources  # noqa: F401 - registers boot_native
+    from transformer_lens.model_bridge import TransformerBridge
+
+    torch.manual_seed(0)
+    cfg = {"n_layers": 3, "n_heads": 4, "d_model": 64, "d_head": 16, "d_vocab": 50,
+           "n_ctx": 32, "act_fn": "gelu", "normalization_type": "LN", "seed": 0}
+    cfg.update(overrides)
+    return TransformerBridge.boot_native(cfg).eval()

@@ -11,6 +11,7 @@ import warnings
 
 import pytest
 import torch
+from conftest import small_native_model  # noqa: E402
 
 from mikb.methods._fast_forward import first_difference
 from mikb.methods.fast_patching import (
@@ -28,14 +29,7 @@ BATCH, SEQ = 4, 9
 
 
 def _native(**overrides):
-    import transformer_lens.model_bridge.sources  # noqa: F401
-    from transformer_lens.model_bridge import TransformerBridge
-
-    torch.manual_seed(0)
-    cfg = {"n_layers": 3, "n_heads": 4, "d_model": 64, "d_head": 16, "d_vocab": VOCAB,
-           "n_ctx": 32, "act_fn": "gelu", "normalization_type": "LN", "seed": 0}
-    cfg.update(overrides)
-    return TransformerBridge.boot_native(cfg).eval()
+    return small_native_model(**overrides)
 
 
 @pytest.fixture(scope="module")
