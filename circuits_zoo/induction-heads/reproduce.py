@@ -32,8 +32,8 @@ SPEC = ScriptSpec(
 
 
 def build_model(p: dict, seed: int):
-    import transformer_lens.model_bridge.sources  # noqa: F401 - registers boot_native
     from transformer_lens.model_bridge import TransformerBridge
+    import transformer_lens.model_bridge.sources  # noqa: F401 - registers boot_native
 
     cfg = {"n_layers": 2, "n_heads": p["n_heads"], "d_model": p["d_model"], "d_head": p["d_model"] // p["n_heads"],
            "d_vocab": p["vocab"], "n_ctx": p["n_ctx"], "attn_only": True, "act_fn": "gelu",

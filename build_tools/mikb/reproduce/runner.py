@@ -125,6 +125,7 @@ def reproduce(
         "script": kb.rel(circuit.script_path), "script_sha256": script_hash, "entry_sha256": entry_hash,
         "git_commit": commit, "git_dirty": dirty, "packages": package_versions(),
         "device": device_description(payload.get("device", "cpu")), "wall_time_s": round(wall, 2),
+        "peak_rss_mb": payload.get("peak_rss_mb"),
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": _command(circuit_id, model_id, seed, quick), "cache_key": key,
@@ -205,6 +206,13 @@ def _run_in_child(job: dict[str, Any], timeout_s: int) -> tuple[str, dict[str, A
     return result
 
 
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this (child) process: the run's own footprint."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux reports KiB
+
+
 def _child_main(job: dict[str, Any], conn: Any) -> None:
     """Runs in the child: import the script, run it, send back what ctx collected."""
     ctx = ReproContext(
@@ -218,6 +226,7 @@ def _child_main(job: dict[str, Any], conn: Any) -> None:
         payload = {
             "metrics": ctx.metrics, "figures": [vars(f) for f in ctx.figures], "notes": ctx.notes,
             "weights_source": ctx.weights_source, "device": ctx.device, "log": ctx.log_text,
+            "peak_rss_mb": _peak_rss_mb(),
         }
         conn.send(("ok", payload))
     except ModelUnavailable as exc:

@@ -217,7 +217,8 @@ def _provenance(prov: dict, kind: str, results_url: str, command: str, r: dict) 
         ("Git commit", f"`{str(prov.get('git_commit') or 'unknown')[:12]}`" + (" (uncommitted changes)" if prov.get("git_dirty") else "")),
         ("Versions", packages),
         ("Device", prov.get("device")),
-        ("Wall time", f"{prov.get('wall_time_s', 0):.1f} s"),
+        ("Wall time", f"{prov.get('wall_time_s', 0):.1f} s"
+                      + (f", peak memory {prov['peak_rss_mb']:.0f} MiB" if prov.get("peak_rss_mb") else "")),
         ("Finished", prov.get("finished_at")),
     ]
     lines = ['??? abstract "Provenance"\n', "    | | |\n    |---|---|"]
