@@ -148,3 +148,44 @@ def test_unknown_circuit_and_model_are_clear_errors(kb_root: Path) -> None:
         reproduce(kb, "nope")
     with pytest.raises(ReproError, match="supports models toy-2l, not 'gpt2-small'"):
         reproduce(kb, CIRCUIT, "gpt2-small")
+
+
+def test_device_choice_is_checked_and_auto_falls_back_to_the_cpu(kb_root: Path) -> None:
+    import torch
+
+    kb = load_knowledge_base(kb_root)
+    # The fixture script declares no devices, so it runs on the CPU only.
+    with pytest.raises(ReproError, match="supports devices cpu, not 'cuda'"):
+        reproduce(kb, CIRCUIT, MODEL, device="cuda", show_progress=False)
+    assert _run(kb_root).status == "ok"
+    outcome = _run(kb_root, device="auto")
+    assert outcome.status == "cached"  # auto resolved to the CPU: the same run as before
+    prov = json.loads((_results_dir(kb_root) / "results.json").read_text())["provenance"]
+    assert prov["device"].startswith("cpu (") and "--device" not in prov["command"]
+    if not torch.cuda.is_available():
+        script = kb_root / "circuits_zoo" / CIRCUIT / "reproduce.py"
+        script.write_text(script.read_text().replace("SPEC = ScriptSpec(", 'SPEC = ScriptSpec(devices=("cpu", "cuda"), ', 1))
+        with pytest.raises(ReproError, match="no CUDA device is visible"):
+            reproduce(load_knowledge_base(kb_root), CIRCUIT, MODEL, device="cuda", show_progress=False)
+
+
+def test_committed_results_match_the_current_scripts_and_entries() -> None:
+    """Every committed result must still be what `mikb reproduce` would call current (its cache
+    key recomputed from today's script, entry and parameters); otherwise the runner would
+    re-run it and the site would show it stale. Checked without running anything."""
+    from mikb.reproduce.fingerprint import file_sha256, run_key, script_sha256
+    from mikb.reproduce.runner import load_script, resolve_params
+
+    repo = Path(__file__).resolve().parents[1]
+    kb = load_knowledge_base(repo)
+    checked = 0
+    for circuit in kb.circuits.values():
+        spec = load_script(circuit.script_path).SPEC
+        for results_file in sorted(circuit.outputs_dir.glob("*/results.json")):
+            results = json.loads(results_file.read_text())
+            prov = results["provenance"]
+            key = run_key(script_sha256(circuit.script_path), file_sha256(circuit.doc.path), results["model"],
+                          results["seed"], results["quick"], resolve_params(spec, results["quick"]))
+            assert prov["cache_key"] == key, f"{results_file}: stale; re-run `{prov['command']}`"
+            checked += 1
+    assert checked >= 5

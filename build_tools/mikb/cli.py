@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="re-run even if results are current")
     r.add_argument("--jobs", type=int, default=1, help="runs in parallel with --all")
     r.add_argument("--timeout", type=int, help="seconds before a run is killed (default: the script's)")
+    r.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
+                   help="where the script runs, if it supports it (auto: cuda when a GPU is visible)")
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(handler=_cmd_reproduce)
     return p
@@ -227,7 +229,7 @@ def _cmd_reproduce(args, root: Path) -> int:
         cid, model = job
         try:
             return reproduce(kb, cid, model, seed=args.seed, quick=args.quick, force=args.force,
-                             timeout_s=args.timeout, show_progress=not args.no_progress)
+                             timeout_s=args.timeout, show_progress=not args.no_progress, device=args.device)
         except ReproError as exc:
             return exc
 

@@ -61,13 +61,19 @@ def train_grokking(
     stop: StopRule,
     progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
     log: Callable[[str], None] = print,
+    device: str = "cpu",
 ) -> tuple[LeanConfig, Params, GrokHistory]:
-    """Train the paper's model full-batch on ``data`` and record the curves."""
+    """Train the paper's model full-batch on ``data`` and record the curves.
+
+    Training runs on ``device``; the weights are initialised on the CPU first (so a seed
+    gives the same start everywhere), and the checkpoints and returned weights live on the
+    CPU, so the analysis after training is the same code wherever the training ran.
+    """
     cfg = model_config(data.p)
-    params = init_params(cfg, seed)
+    params = {k: v.to(device) for k, v in init_params(cfg, seed).items()}
     names = trainable(cfg, params)
-    x_tr, y_tr = data.tokens[data.train_idx], data.labels[data.train_idx]
-    x_te, y_te = data.tokens[data.test_idx], data.labels[data.test_idx]
+    x_tr, y_tr = data.tokens[data.train_idx].to(device), data.labels[data.train_idx].to(device)
+    x_te, y_te = data.tokens[data.test_idx].to(device), data.labels[data.test_idx].to(device)
     hist = GrokHistory()
     state: dict[str, int | None] = {"met": None}
 
@@ -85,7 +91,7 @@ def train_grokking(
         hist.weight_sq.append(sum(float(p[n].double().pow(2).sum()) for n in names))
         if step % ckpt_every == 0:
             hist.ckpt_steps.append(step)
-            hist.ckpts.append(state_copy(p))
+            hist.ckpts.append(state_copy(p, "cpu"))
         if step % (eval_every * 20) == 0:
             log(
                 f"step {step}: train {hist.train_loss[-1]:.3g} test {hist.test_loss[-1]:.3g} "
@@ -103,9 +109,9 @@ def train_grokking(
     last = train(params, names, loss_fn, steps, optim, eval_every, on_eval, progress)
     if not hist.ckpt_steps or hist.ckpt_steps[-1] != last:
         hist.ckpt_steps.append(last)
-        hist.ckpts.append(state_copy(params))
+        hist.ckpts.append(state_copy(params, "cpu"))
     hist.stop_step = state["met"]
-    return cfg, params, hist
+    return cfg, state_copy(params, "cpu"), hist
 
 
 @dataclass

@@ -123,7 +123,7 @@ def forward(
     batch, seq = tokens.shape
     x = params["tok_embed.weight"][tokens] + params["pos.weight"][:seq]
     nh, dh = cfg.n_heads, cfg.d_head
-    mask = torch.triu(torch.ones(seq, seq, dtype=torch.bool), diagonal=1)
+    mask = torch.triu(torch.ones(seq, seq, dtype=torch.bool, device=tokens.device), diagonal=1)
     for layer in range(cfg.n_layers):
         pre = f"layers.{layer}."
         final = last_only and layer == cfg.n_layers - 1
@@ -171,6 +171,9 @@ def to_bridge(cfg: LeanConfig, params: Params, seed: int = 0) -> Any:
     return bridge.eval()
 
 
-def state_copy(params: Params) -> Params:
-    """A detached copy (for checkpoints kept in memory during training)."""
-    return {k: v.detach().clone() for k, v in params.items()}
+def state_copy(params: Params, device: str | None = None) -> Params:
+    """A detached copy (for checkpoints kept in memory during training), optionally moved
+    to ``device`` (checkpoints of a GPU run are kept on the CPU for the analysis)."""
+    if device is None:
+        return {k: v.detach().clone() for k, v in params.items()}
+    return {k: v.detach().to(device, copy=True) for k, v in params.items()}

@@ -37,11 +37,14 @@ class ScriptSpec:
 
     ``models`` are model ids from ``circuits_zoo/models.yaml``; the first one is the default.
     ``params`` are the full-run defaults; ``quick_params`` override them under ``--quick``
-    (CI-sized runs that must still show the phenomenon).
+    (CI-sized runs that must still show the phenomenon). ``devices`` lists where the script
+    can run (``cpu``, ``cuda``); the runner refuses any other and hands the chosen one to the
+    script as ``ctx.device``.
     """
 
     models: tuple[str, ...]
     params: dict[str, Any] = field(default_factory=dict)
+    devices: tuple[str, ...] = ("cpu",)
     quick_params: dict[str, Any] = field(default_factory=dict)
     timeout_s: int = 3600
     description: str = ""
@@ -84,6 +87,10 @@ class ReproContext:
             np.random.seed(seed % (2**32))
         except ImportError:  # pragma: no cover - numpy ships with torch
             pass
+        import os
+
+        # cuBLAS is deterministic only with a fixed workspace; it must be set before CUDA starts.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         import torch
 
         torch.manual_seed(seed)

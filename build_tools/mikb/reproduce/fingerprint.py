@@ -24,9 +24,17 @@ def script_sha256(script: Path) -> str:
     return digest.hexdigest()
 
 
-def run_key(script_hash: str, entry_hash: str, model_id: str, seed: int, quick: bool, params: dict[str, Any]) -> str:
-    payload = json.dumps(
-        {"script": script_hash, "entry": entry_hash, "model": model_id, "seed": seed, "quick": quick, "params": params},
-        sort_keys=True, default=str,
-    )
+def run_key(
+    script_hash: str, entry_hash: str, model_id: str, seed: int, quick: bool, params: dict[str, Any],
+    device: str = "cpu",
+) -> str:
+    """The cache key of a run. A run on an accelerator gives (slightly) different numbers, so
+    the device is part of the key; it is left out for CPU so that keys of CPU runs recorded
+    before devices were selectable stay valid."""
+    fields: dict[str, Any] = {
+        "script": script_hash, "entry": entry_hash, "model": model_id, "seed": seed, "quick": quick, "params": params,
+    }
+    if device != "cpu":
+        fields["device"] = device
+    payload = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()

@@ -34,8 +34,33 @@ def git_state(root: Path) -> tuple[str | None, bool]:
 
 
 def device_description(device: str) -> str:
+    """A readable name of the machine part that ran the script (for provenance)."""
     import os
 
     if device == "cpu":
         return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} logical cores)"
+    if device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     return device
+
+
+def resolve_device(requested: str, supported: tuple[str, ...]) -> str:
+    """Turn ``cpu``, ``cuda`` or ``auto`` into the device a run will use.
+
+    ``auto`` takes CUDA when a GPU is visible and the script supports it, else the CPU. An
+    explicit ``cuda`` that cannot be honoured is an error rather than a silent CPU run,
+    because the two give different timings and (slightly) different numbers.
+    """
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    if requested == "auto":
+        return "cuda" if has_cuda and "cuda" in supported else "cpu"
+    if requested not in supported:
+        raise ValueError(f"the script supports devices {', '.join(supported)}, not '{requested}'")
+    if requested == "cuda" and not has_cuda:
+        raise ValueError("--device cuda: no CUDA device is visible to PyTorch (torch.cuda.is_available() is False)")
+    return requested

@@ -28,7 +28,12 @@ from mikb.loader import KnowledgeBase
 from mikb.reproduce.claims import judge
 from mikb.reproduce.context import ModelUnavailable, ReproContext, ScriptSpec
 from mikb.reproduce.fingerprint import file_sha256, run_key, script_sha256
-from mikb.reproduce.provenance import device_description, git_state, package_versions
+from mikb.reproduce.provenance import (
+    device_description,
+    git_state,
+    package_versions,
+    resolve_device,
+)
 from mikb.reproduce.results import FAILURE_FILE, LOG_FILE, RESULTS_FILE, read_json
 
 DEFAULT_SEED = 0
@@ -84,6 +89,7 @@ def reproduce(
     timeout_s: int | None = None,
     params: dict[str, Any] | None = None,
     show_progress: bool = True,
+    device: str = "cpu",
 ) -> RunOutcome:
     circuit = kb.circuits.get(circuit_id)
     if circuit is None:
@@ -97,9 +103,13 @@ def reproduce(
     if model_id not in spec.models:
         raise ReproError(f"{circuit_id}: the script supports models {', '.join(spec.models)}, not '{model_id}'")
     run_params = resolve_params(spec, quick, params)
+    try:
+        device = resolve_device(device, spec.devices)
+    except ValueError as exc:
+        raise ReproError(f"{circuit_id}: {exc}") from None
     script_hash = script_sha256(circuit.script_path)
     entry_hash = file_sha256(circuit.doc.path)
-    key = run_key(script_hash, entry_hash, model_id, seed, quick, run_params)
+    key = run_key(script_hash, entry_hash, model_id, seed, quick, run_params, device)
     final = circuit.outputs_dir / model_id
     previous = read_json(final / RESULTS_FILE)
     if not force and previous and previous.get("provenance", {}).get("cache_key") == key and not (final / FAILURE_FILE).exists():
@@ -110,25 +120,26 @@ def reproduce(
     staging = circuit.outputs_dir / f".staging-{model_id}-{os.getpid()}"
     staging.mkdir(parents=True)
     model = kb.models.get(model_id)
+    commit, dirty = git_state(kb.root)  # the code the run starts from, not what HEAD is when it ends
     started = datetime.now(UTC)
     t0 = time.monotonic()
     job = {
         "script": str(circuit.script_path), "circuit_id": circuit_id, "model_id": model_id, "seed": seed,
         "quick": quick, "params": run_params, "out_dir": str(staging), "show_progress": show_progress,
+        "device": device,
     }
     status, payload = _run_in_child(job, timeout_s or spec.timeout_s)
     wall = time.monotonic() - t0
-    commit, dirty = git_state(kb.root)
     provenance = {
         "model_id": model_id, "model_kind": model.kind if model else "unknown",
         "weights_source": payload.get("weights_source"), "seed": seed,
         "script": kb.rel(circuit.script_path), "script_sha256": script_hash, "entry_sha256": entry_hash,
         "git_commit": commit, "git_dirty": dirty, "packages": package_versions(),
-        "device": device_description(payload.get("device", "cpu")), "wall_time_s": round(wall, 2),
+        "device": device_description(device), "wall_time_s": round(wall, 2),
         "peak_rss_mb": payload.get("peak_rss_mb"),
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": _command(circuit_id, model_id, seed, quick), "cache_key": key,
+        "command": _command(circuit_id, model_id, seed, quick, device), "cache_key": key,
     }
     log_text = payload.get("log", "")
     if status != "ok":
@@ -170,12 +181,14 @@ def _publish(staging: Path, final: Path) -> None:
     shutil.rmtree(backup, ignore_errors=True)
 
 
-def _command(circuit_id: str, model_id: str, seed: int, quick: bool) -> str:
+def _command(circuit_id: str, model_id: str, seed: int, quick: bool, device: str = "cpu") -> str:
     parts = ["mikb", "reproduce", circuit_id, "--model", model_id]
     if seed != DEFAULT_SEED:
         parts += ["--seed", str(seed)]
     if quick:
         parts.append("--quick")
+    if device != "cpu":
+        parts += ["--device", device]
     return " ".join(parts)
 
 
@@ -218,6 +231,7 @@ def _child_main(job: dict[str, Any], conn: Any) -> None:
     ctx = ReproContext(
         circuit_id=job["circuit_id"], model_id=job["model_id"], seed=job["seed"], quick=job["quick"],
         params=job["params"], out_dir=Path(job["out_dir"]), show_progress=job["show_progress"],
+        device=job.get("device", "cpu"),
     )
     try:
         module = load_script(Path(job["script"]))
@@ -225,7 +239,7 @@ def _child_main(job: dict[str, Any], conn: Any) -> None:
         module.run(ctx)
         payload = {
             "metrics": ctx.metrics, "figures": [vars(f) for f in ctx.figures], "notes": ctx.notes,
-            "weights_source": ctx.weights_source, "device": ctx.device, "log": ctx.log_text,
+            "weights_source": ctx.weights_source, "log": ctx.log_text,
             "peak_rss_mb": _peak_rss_mb(),
         }
         conn.send(("ok", payload))
