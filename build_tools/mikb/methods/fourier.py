@@ -44,16 +44,24 @@ def frequency_norms(w_e: torch.Tensor) -> torch.Tensor:
     return sq[1::2] + sq[2::2]
 
 
-def key_frequencies(norms: torch.Tensor, max_keys: int = 12) -> list[int]:
-    """Frequencies (1-based) above the largest gap in the sorted log-norms among the top
-    ``max_keys``.
+def key_frequencies(norms: torch.Tensor, max_keys: int = 12, dynamic_range: float = 10.0) -> list[int]:
+    """Frequencies (1-based) above the largest gap in the sorted log-norms.
 
     A trained model's embedding is sparse in frequency: a few norms stand far above the
-    rest. Cutting at the largest log-gap finds that group without a hand-set threshold,
-    so the same rule serves every seed.
+    rest. Cutting at the largest log-gap finds that group without a hand-set count, so the
+    same rule serves every seed. Only frequencies whose norm is within ``dynamic_range`` of
+    the strongest (and at most ``max_keys``) are candidates, plus the first one below them:
+    just after cleanup the embedding still holds a decaying tail of former components, and
+    the log-spacing deep inside that tail can hold the largest gap (one full run counted
+    eleven "keys", four of them under 1% of the norm, while five held 83%).
     """
     order = torch.argsort(norms, descending=True)
-    top = norms[order[: max_keys + 1]].clamp_min(1e-30).log()
+    ranked = norms[order].clamp_min(1e-30)
+    n_candidates = int((ranked >= ranked[0] / dynamic_range).sum().item())
+    n_candidates = min(n_candidates, max_keys, len(ranked) - 1)
+    if n_candidates < 1:
+        return [int(order[0]) + 1]
+    top = ranked[: n_candidates + 1].log()
     gaps = top[:-1] - top[1:]
     n_keys = int(torch.argmax(gaps).item()) + 1
     return sorted(int(i) + 1 for i in order[:n_keys])
