@@ -189,3 +189,23 @@ def test_committed_results_match_the_current_scripts_and_entries() -> None:
             assert prov["cache_key"] == key, f"{results_file}: stale; re-run `{prov['command']}`"
             checked += 1
     assert checked >= 5
+
+
+def test_script_hash_covers_the_mikb_modules_it_imports(tmp_path: Path) -> None:
+    from mikb.reproduce.fingerprint import mikb_dependencies, script_sha256
+
+    script = tmp_path / "a" / "reproduce.py"
+    script.parent.mkdir()
+    script.write_text("from mikb.lm.grokking_run import StopRule\nfrom mikb.reproduce import ScriptSpec\n\n"
+                      "def run(ctx):\n    import mikb.methods.induction\n")
+    deps = mikb_dependencies([script])
+    # Direct, transitive (grokking_run -> fourier, training, lean_native) and lazy imports count;
+    # the runner's harness does not.
+    assert {"mikb.lm.grokking_run", "mikb.lm.grokking", "mikb.lm.training", "mikb.lm.lean_native",
+            "mikb.methods.fourier", "mikb.methods.induction"} <= set(deps)
+    assert not any(name.startswith("mikb.reproduce") for name in deps)
+    other = tmp_path / "b" / "reproduce.py"
+    other.parent.mkdir()
+    other.write_text(script.read_text().replace("mikb.methods.induction", "mikb.methods.fourier"))
+    assert script_sha256(script) != script_sha256(other)
+    assert "mikb.methods.induction" not in mikb_dependencies([other])

@@ -6,6 +6,7 @@ byte-for-byte what produced it; otherwise the site marks it stale and the runner
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 from pathlib import Path
@@ -16,12 +17,66 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
 
 
+# The runner's own harness: it shapes how results are stored, not what they are, and every
+# script imports it, so a change there must not mark every result stale.
+HARNESS_PACKAGE = "mikb.reproduce"
+
+
 def script_sha256(script: Path) -> str:
-    """Hash of the script plus Python helper modules beside it (they are part of the method)."""
+    """Hash of the method a script runs: the script, the Python helpers beside it and every
+    ``mikb`` module they import, directly or through each other (the harness excepted).
+
+    Library modules count because most of a reproduction's method lives there (patching,
+    training loops, the Fourier analysis); without them an edit to, say, the key-frequency
+    rule would leave results looking current. Modules are named by their dotted name, not
+    their path, so the hash is the same in every checkout.
+    """
+    local = sorted([script, *(p for p in script.parent.glob("*.py") if p != script)])
+    named = [(path.name, path) for path in local]
+    named += sorted(mikb_dependencies(local).items())
     digest = hashlib.sha256()
-    for path in sorted([script, *(p for p in script.parent.glob("*.py") if p != script)]):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for name, path in named:
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def mikb_dependencies(sources: list[Path]) -> dict[str, Path]:
+    """``{dotted module name: file}`` of the ``mikb`` modules that ``sources`` import, followed
+    transitively through those modules; imports inside functions count too."""
+    import mikb
+
+    root = Path(mikb.__file__).parent
+    found: dict[str, Path] = {}
+    queue = list(sources)
+    while queue:
+        tree = ast.parse(queue.pop().read_text())
+        for node in ast.walk(tree):
+            for module in _imported_modules(node):
+                if module == "mikb" or not module.startswith("mikb.") or module == HARNESS_PACKAGE \
+                        or module.startswith(HARNESS_PACKAGE + "."):
+                    continue
+                path = _module_file(root, module)
+                if path is not None and module not in found:
+                    found[module] = path
+                    queue.append(path)
+    return found
+
+
+def _imported_modules(node: ast.AST) -> list[str]:
+    """Module names an import statement may load (``from a import b`` may load ``a.b``)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        return [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+    return []
+
+
+def _module_file(root: Path, module: str) -> Path | None:
+    parts = module.split(".")[1:]
+    for candidate in (root.joinpath(*parts).with_suffix(".py"), root.joinpath(*parts, "__init__.py")):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def run_key(

@@ -76,7 +76,7 @@ def stale_reasons(circuit: Circuit, results: dict[str, Any]) -> list[str]:
     prov = results.get("provenance", {})
     reasons = []
     if circuit.script_path.is_file() and prov.get("script_sha256") != script_sha256(circuit.script_path):
-        reasons.append("the reproduction script changed since this run")
+        reasons.append("the reproduction script or the mikb code it uses changed since this run")
     if circuit.doc and prov.get("entry_sha256") != file_sha256(circuit.doc.path):
         reasons.append("the circuit entry changed since this run")
     return reasons
