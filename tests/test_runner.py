@@ -209,3 +209,24 @@ def test_script_hash_covers_the_mikb_modules_it_imports(tmp_path: Path) -> None:
     other.write_text(script.read_text().replace("mikb.methods.induction", "mikb.methods.fourier"))
     assert script_sha256(script) != script_sha256(other)
     assert "mikb.methods.induction" not in mikb_dependencies([other])
+
+
+def test_git_state_ignores_run_outputs_but_not_code(tmp_path: Path) -> None:
+    """A fresh result from an earlier run must not make the next run's tree 'dirty'; an edited script must."""
+    from mikb.reproduce.provenance import git_state
+
+    script = tmp_path / "circuits_zoo" / "c" / "reproduce.py"
+    result = tmp_path / "circuits_zoo" / "c" / "results" / "m" / "results.json"
+    for path, text in ((script, "x = 1\n"), (result, "{}\n")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(git + ["add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run(git + ["commit", "-qm", "init"], cwd=tmp_path, check=True)
+    commit, dirty = git_state(tmp_path)
+    assert commit and len(commit) == 40 and not dirty
+    result.write_text('{"new": 1}\n')
+    assert git_state(tmp_path) == (commit, False)
+    script.write_text("x = 2\n")
+    assert git_state(tmp_path) == (commit, True)
