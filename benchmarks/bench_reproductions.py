@@ -3,7 +3,7 @@
 Runs each script through the real runner on a scratch copy of its entry (committed results
 are untouched) and prints wall time and the run's peak resident memory (measured inside the
 run's own process). Default: the --quick runs CI uses; --full: the full runs whose results
-are committed (induction heads about 3 minutes, grokking p=113 about 20 minutes on 2 cores).
+are committed (induction heads about 2 minutes, grokking p=113 about 15 minutes on 2 cores).
 
     python benchmarks/bench_reproductions.py [--full]
 """

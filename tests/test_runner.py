@@ -47,11 +47,15 @@ def test_run_publishes_results_with_complete_provenance(kb_root: Path) -> None:
 
 
 def test_unchanged_run_is_cached_and_changed_script_reruns(kb_root: Path) -> None:
+    assert _run(kb_root, dry_run=True).status == "due"
+    assert not _results_dir(kb_root).exists()  # a dry run writes nothing
     assert _run(kb_root).status == "ok"
     assert _run(kb_root).status == "cached"
+    assert _run(kb_root, dry_run=True).status == "cached"
     assert _run(kb_root, force=True).status == "ok"
     script = kb_root / "circuits_zoo" / CIRCUIT / "reproduce.py"
     script.write_text(script.read_text() + "\n# a change\n")
+    assert _run(kb_root, dry_run=True).status == "due"
     assert _run(kb_root).status == "ok"
     assert _run(kb_root, seed=1).status == "ok"  # another seed is another run
 
@@ -170,23 +174,19 @@ def test_device_choice_is_checked_and_auto_falls_back_to_the_cpu(kb_root: Path) 
 
 
 def test_committed_results_match_the_current_scripts_and_entries() -> None:
-    """Every committed result must still be what `mikb reproduce` would call current (its cache
-    key recomputed from today's script, entry and parameters); otherwise the runner would
-    re-run it and the site would show it stale. Checked without running anything."""
-    from mikb.reproduce.fingerprint import file_sha256, run_key, script_sha256
-    from mikb.reproduce.runner import load_script, resolve_params
-
+    """Every committed result must still be what `mikb reproduce` would call current (a dry run
+    of the same circuit, model, seed, mode and device finds it cached); otherwise the runner
+    would re-run it and the site would show it stale. Nothing is run."""
     repo = Path(__file__).resolve().parents[1]
     kb = load_knowledge_base(repo)
     checked = 0
     for circuit in kb.circuits.values():
-        spec = load_script(circuit.script_path).SPEC
         for results_file in sorted(circuit.outputs_dir.glob("*/results.json")):
             results = json.loads(results_file.read_text())
-            prov = results["provenance"]
-            key = run_key(script_sha256(circuit.script_path), file_sha256(circuit.doc.path), results["model"],
-                          results["seed"], results["quick"], resolve_params(spec, results["quick"]))
-            assert prov["cache_key"] == key, f"{results_file}: stale; re-run `{prov['command']}`"
+            outcome = reproduce(kb, circuit.id, results["model"], seed=results["seed"], quick=results["quick"],
+                                device=results["device"], dry_run=True)
+            assert outcome.status == "cached", \
+                f"{results_file}: stale ({outcome.message}); re-run `{results['provenance']['command']}`"
             checked += 1
     assert checked >= 5
 
@@ -224,9 +224,11 @@ def test_git_state_ignores_run_outputs_but_not_code(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     subprocess.run(git + ["add", "-A"], cwd=tmp_path, check=True)
     subprocess.run(git + ["commit", "-qm", "init"], cwd=tmp_path, check=True)
-    commit, dirty = git_state(tmp_path)
+    outputs = [result.parents[1]]
+    commit, dirty = git_state(tmp_path, ignore=outputs)
     assert commit and len(commit) == 40 and not dirty
     result.write_text('{"new": 1}\n')
-    assert git_state(tmp_path) == (commit, False)
+    assert git_state(tmp_path, ignore=outputs) == (commit, False)
+    assert git_state(tmp_path) == (commit, True)  # outputs count unless they are ignored
     script.write_text("x = 2\n")
-    assert git_state(tmp_path) == (commit, True)
+    assert git_state(tmp_path, ignore=outputs) == (commit, True)

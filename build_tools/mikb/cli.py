@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout", type=int, help="seconds before a run is killed (default: the script's)")
     r.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
                    help="where the script runs, if it supports it (auto: cuda when a GPU is visible)")
+    r.add_argument("--dry-run", action="store_true",
+                   help="run nothing: say which results are current (cached) and which would run (due)")
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(handler=_cmd_reproduce)
     return p
@@ -229,7 +231,8 @@ def _cmd_reproduce(args, root: Path) -> int:
         cid, model = job
         try:
             return reproduce(kb, cid, model, seed=args.seed, quick=args.quick, force=args.force,
-                             timeout_s=args.timeout, show_progress=not args.no_progress, device=args.device)
+                             timeout_s=args.timeout, show_progress=not args.no_progress, device=args.device,
+                             dry_run=args.dry_run)
         except ReproError as exc:
             return exc
 
@@ -241,7 +244,8 @@ def _cmd_reproduce(args, root: Path) -> int:
             print(f"mikb reproduce: {outcome}", file=sys.stderr)
             code = 1
             continue
-        print(f"{outcome.circuit_id} on {outcome.model_id}: {outcome.status} ({outcome.wall_time_s:.1f} s) — {outcome.message}")
+        took = "" if outcome.status in ("cached", "due") else f" ({outcome.wall_time_s:.1f} s)"
+        print(f"{outcome.circuit_id} on {outcome.model_id}: {outcome.status}{took} — {outcome.message}")
         if outcome.status == "failed":
             code = 1
         elif outcome.status == "unavailable" and not args.all:

@@ -3,7 +3,7 @@ measure the grokking curves, the key Fourier frequencies and the progress measur
 
 Training uses a lean plain-torch loop with the same parameterisation as the TL-native
 model (see ``mikb.lm.lean_native``), because a full-batch step through TransformerBridge
-costs about three times as much on CPU; the trained weights are loaded into a
+costs more than twice as much on CPU (``benchmarks/bench_grokking_step.py``); the trained weights are loaded into a
 ``TransformerBridge`` for the end-of-run analysis (embedding, MLP neurons, logits). The run
 stops once the cleanup phase is over (train/test gap closed) rather than after the paper's
 fixed 40,000 epochs. The optimiser settings are the authors' (AdamW, lr 1e-3, weight decay

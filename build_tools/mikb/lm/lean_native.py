@@ -172,8 +172,6 @@ def to_bridge(cfg: LeanConfig, params: Params, seed: int = 0) -> Any:
 
 
 def state_copy(params: Params, device: str | None = None) -> Params:
-    """A detached copy (for checkpoints kept in memory during training), optionally moved
-    to ``device`` (checkpoints of a GPU run are kept on the CPU for the analysis)."""
-    if device is None:
-        return {k: v.detach().clone() for k, v in params.items()}
-    return {k: v.detach().to(device, copy=True) for k, v in params.items()}
+    """A detached copy (for checkpoints kept in memory during training), on ``device`` if
+    given (checkpoints of a GPU run are kept on the CPU for the analysis)."""
+    return {k: v.detach().to(device or v.device, copy=True) for k, v in params.items()}

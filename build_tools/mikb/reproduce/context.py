@@ -12,6 +12,7 @@ whose provenance the runner recorded.
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections.abc import Iterable, Iterator
@@ -87,8 +88,6 @@ class ReproContext:
             np.random.seed(seed % (2**32))
         except ImportError:  # pragma: no cover - numpy ships with torch
             pass
-        import os
-
         # cuBLAS is deterministic only with a fixed workspace; it must be set before CUDA starts.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         import torch

@@ -52,14 +52,19 @@ def mikb_dependencies(sources: list[Path]) -> dict[str, Path]:
         tree = ast.parse(queue.pop().read_text())
         for node in ast.walk(tree):
             for module in _imported_modules(node):
-                if module == "mikb" or not module.startswith("mikb.") or module == HARNESS_PACKAGE \
-                        or module.startswith(HARNESS_PACKAGE + "."):
+                if not _is_library_module(module):
                     continue
                 path = _module_file(root, module)
                 if path is not None and module not in found:
                     found[module] = path
                     queue.append(path)
     return found
+
+
+def _is_library_module(module: str) -> bool:
+    """A ``mikb`` submodule outside the harness (``mikb`` itself only re-exports)."""
+    in_harness = module == HARNESS_PACKAGE or module.startswith(HARNESS_PACKAGE + ".")
+    return module.startswith("mikb.") and not in_harness
 
 
 def _imported_modules(node: ast.AST) -> list[str]:
@@ -80,16 +85,13 @@ def _module_file(root: Path, module: str) -> Path | None:
 
 
 def run_key(
-    script_hash: str, entry_hash: str, model_id: str, seed: int, quick: bool, params: dict[str, Any],
-    device: str = "cpu",
+    script_hash: str, entry_hash: str, model_id: str, seed: int, quick: bool, params: dict[str, Any], device: str,
 ) -> str:
-    """The cache key of a run. A run on an accelerator gives (slightly) different numbers, so
-    the device is part of the key; it is left out for CPU so that keys of CPU runs recorded
-    before devices were selectable stay valid."""
-    fields: dict[str, Any] = {
-        "script": script_hash, "entry": entry_hash, "model": model_id, "seed": seed, "quick": quick, "params": params,
-    }
-    if device != "cpu":
-        fields["device"] = device
-    payload = json.dumps(fields, sort_keys=True, default=str)
+    """The cache key of a run: everything that decides its numbers. The device is part of it
+    because a GPU run of the same seed gives different numbers (even another trajectory)."""
+    payload = json.dumps(
+        {"script": script_hash, "entry": entry_hash, "model": model_id, "seed": seed, "quick": quick,
+         "params": params, "device": device},
+        sort_keys=True, default=str,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()

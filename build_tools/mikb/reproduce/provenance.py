@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
@@ -20,20 +21,21 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-RUN_OUTPUTS_PATHSPEC = ":(exclude,glob)circuits_zoo/*/results/**"
+def git_state(root: Path, ignore: Iterable[Path] = ()) -> tuple[str | None, bool]:
+    """Commit hash and whether tracked files outside ``ignore`` have uncommitted changes
+    (None outside a git tree).
 
-
-def git_state(root: Path) -> tuple[str | None, bool]:
-    """Commit hash and whether tracked code or entries have uncommitted changes (None outside a git tree).
-
-    Run outputs (`circuits_zoo/*/results/`) do not count: otherwise every run of `mikb reproduce --all`
-    after the first would be recorded as made from a dirty tree by its predecessors' fresh results."""
+    The runner ignores every circuit's results folder: otherwise each run of
+    `mikb reproduce --all` after the first would be recorded as made from a dirty tree, by the
+    fresh results of the runs before it.
+    """
+    excluded = [f":(exclude){path.resolve().relative_to(root.resolve()).as_posix()}" for path in ignore]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if commit.returncode != 0:
             return None, False
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                RUN_OUTPUTS_PATHSPEC], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *excluded],
+                               cwd=root, capture_output=True, text=True, timeout=10)
         return commit.stdout.strip(), bool(dirty.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         return None, False

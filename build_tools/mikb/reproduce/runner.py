@@ -47,7 +47,7 @@ class ReproError(Exception):
 class RunOutcome:
     circuit_id: str
     model_id: str
-    status: str  # ok | failed | unavailable | cached
+    status: str  # ok | failed | unavailable | cached | due (a dry run that would run)
     message: str
     folder: Path
     wall_time_s: float = 0.0
@@ -90,7 +90,12 @@ def reproduce(
     params: dict[str, Any] | None = None,
     show_progress: bool = True,
     device: str = "cpu",
+    dry_run: bool = False,
 ) -> RunOutcome:
+    """Run one circuit's script on one model and publish its results, unless the published
+    results already have this run's cache key. ``dry_run`` stops after that check: the outcome
+    is ``cached`` or ``due``, so "which results are current?" is answered by the same code that
+    decides whether to run."""
     circuit = kb.circuits.get(circuit_id)
     if circuit is None:
         known = ", ".join(sorted(kb.circuits)) or "none"
@@ -114,13 +119,22 @@ def reproduce(
     previous = read_json(final / RESULTS_FILE)
     if not force and previous and previous.get("provenance", {}).get("cache_key") == key and not (final / FAILURE_FILE).exists():
         return RunOutcome(circuit_id, model_id, "cached", "unchanged script, entry and parameters: not re-run (use --force)", final)
+    if dry_run:
+        if (final / FAILURE_FILE).exists():
+            why = "the last run failed or could not run (see failure.json)"
+        elif previous is None:
+            why = "no results yet"
+        else:
+            why = "results are from another script, entry, parameters or device"
+        return RunOutcome(circuit_id, model_id, "due", why, final)
 
     for leftover in circuit.outputs_dir.glob(f".staging-{model_id}-*") if circuit.outputs_dir.is_dir() else []:
         shutil.rmtree(leftover, ignore_errors=True)  # from a run that was killed
     staging = circuit.outputs_dir / f".staging-{model_id}-{os.getpid()}"
     staging.mkdir(parents=True)
     model = kb.models.get(model_id)
-    commit, dirty = git_state(kb.root)  # the code the run starts from, not what HEAD is when it ends
+    # The code the run starts from (not what HEAD is when it ends); other runs' outputs do not count.
+    commit, dirty = git_state(kb.root, ignore=[c.outputs_dir for c in kb.circuits.values()])
     started = datetime.now(UTC)
     t0 = time.monotonic()
     job = {
@@ -156,7 +170,7 @@ def reproduce(
     verdicts = [judge(claim, model_id, metrics).as_dict() for claim in circuit.claims]
     results = {
         "schema_version": 1, "circuit": circuit_id, "model": model_id, "status": "ok", "quick": quick,
-        "seed": seed, "params": run_params, "metrics": metrics, "claims": verdicts,
+        "seed": seed, "device": device, "params": run_params, "metrics": metrics, "claims": verdicts,
         "figures": payload["figures"], "notes": payload["notes"], "provenance": provenance,
     }
     (staging / RESULTS_FILE).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
