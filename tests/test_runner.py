@@ -154,6 +154,16 @@ def test_unknown_circuit_and_model_are_clear_errors(kb_root: Path) -> None:
         reproduce(kb, CIRCUIT, "gpt2-small")
 
 
+def test_no_progress_silences_library_progress_bars_too(kb_root: Path) -> None:
+    env = {**os.environ, "MIKB_FIXTURE_MODE": "library-bar"}
+    shown = run_mikb(kb_root, "reproduce", CIRCUIT, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "library bar" in shown.stderr
+    quiet = run_mikb(kb_root, "reproduce", CIRCUIT, "--force", "--no-progress", env=env)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "library bar" not in quiet.stderr
+
+
 def test_device_choice_is_checked_and_auto_falls_back_to_the_cpu(kb_root: Path) -> None:
     import torch
 

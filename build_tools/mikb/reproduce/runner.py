@@ -242,10 +242,14 @@ def _peak_rss_mb() -> float:
 
 def _child_main(job: dict[str, Any], conn: Any) -> None:
     """Runs in the child: import the script, run it, send back what ctx collected."""
+    if not job["show_progress"]:
+        # Libraries a script calls (TransformerLens's patching helpers) draw their own tqdm bars;
+        # tqdm reads TQDM_* variables as defaults, so this silences them as well as ctx.progress.
+        os.environ["TQDM_DISABLE"] = "1"
     ctx = ReproContext(
         circuit_id=job["circuit_id"], model_id=job["model_id"], seed=job["seed"], quick=job["quick"],
         params=job["params"], out_dir=Path(job["out_dir"]), show_progress=job["show_progress"],
-        device=job.get("device", "cpu"),
+        device=job["device"],
     )
     try:
         module = load_script(Path(job["script"]))
