@@ -10,7 +10,7 @@ import logging
 import os
 from pathlib import Path
 
-from mikb.site.context import SiteOptions
+from mikb.site.context import SiteOptions, is_plain_repo_path
 from mikb.site.generate import InvalidEntries, generate_site
 
 log = logging.getLogger("mkdocs.plugins.mikb")
@@ -46,5 +46,7 @@ def on_page_markdown(markdown: str, page, config, **_: object) -> str:  # noqa: 
     source = page.meta.get("mikb_source")
     if not source and (root / "docs" / page.file.src_uri).is_file():
         source = f"docs/{page.file.src_uri}"
-    page.edit_url = f"{repo.rstrip('/')}/edit/{branch}/{source}" if source else None
+    # The theme prints edit_url into an href unescaped: only plain repository paths qualify.
+    ok = bool(source) and isinstance(source, str) and is_plain_repo_path(source)
+    page.edit_url = f"{repo.rstrip('/')}/edit/{branch}/{source}" if ok else None
     return markdown

@@ -7,49 +7,23 @@ module is skipped on a developer machine, but fails under CI (CI=true).
 
 from __future__ import annotations
 
-import functools
-import http.server
-import os
-import shutil
-import socket
-import threading
 from pathlib import Path
 
 import pytest
+from browser_support import CHROMIUM, LAUNCH_ARGS, require_browser, serve_directory
 from conftest import REPO
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = REPO / "test-artifacts" / "screenshots"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
-
-if CHROMIUM is None or not __import__("importlib").util.find_spec("playwright"):
-    if os.environ.get("CI") == "true":
-        raise RuntimeError("browser tests need Debian's chromium and playwright (make browser installs them)")
-    pytest.skip("chromium or playwright not installed (run `make browser`)", allow_module_level=True)
+require_browser()
 
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def base_url(repo_site: Path):
-    handler = functools.partial(_QuietHandler, directory=str(repo_site))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    server.shutdown()
-    server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
+    with serve_directory(repo_site) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

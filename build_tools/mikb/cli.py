@@ -138,7 +138,22 @@ def _cmd_build(args, root: Path) -> int:
     env = {**os.environ, "MIKB_PAGES_GENERATED": "1", "NO_MKDOCS_2_WARNING": "1"}
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(root / "mkdocs.yml")],
                           cwd=root, env=env)
-    return proc.returncode
+    if proc.returncode:
+        return proc.returncode
+    return _audit_built_site(Layout(root).site_dir)
+
+
+def _audit_built_site(site_dir: Path) -> int:
+    """Refuse a built site whose pages could run script the theme did not bring."""
+    from mikb.site.audit import audit_site
+
+    findings = audit_site(site_dir)
+    for finding in findings[:50]:
+        print(f"{site_dir.name}/{finding.format()}", file=sys.stderr)
+    if findings:
+        print(f"mikb: {len(findings)} unsafe construct(s) in the built site: do not publish it", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_serve(args, root: Path) -> int:

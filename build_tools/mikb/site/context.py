@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -9,7 +10,16 @@ import networkx as nx
 from mikb.entries import Circuit
 from mikb.loader import KnowledgeBase
 from mikb.reproduce.results import ModelResults, load_model_results
+from mikb.results_files import FAILURE_FILE, RESULTS_FILE, contained_file, model_folder
 from mikb.site.md import esc, rel_link, rel_url
+from mikb.site.safe_html import code
+
+_PLAIN_REPO_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*")
+
+
+def is_plain_repo_path(path: str) -> bool:
+    """Letters, digits, ``._-`` and slashes only: safe in a URL and in an attribute."""
+    return bool(_PLAIN_REPO_PATH.fullmatch(path)) and ".." not in path.split("/")
 
 
 @dataclass
@@ -47,8 +57,8 @@ class SiteContext:
         target = self.page_for(node)
         label = text if text is not None else self.graph.nodes[node].get("label", node) if node in self.graph else node
         if target is None:
-            return label
-        return f"[{label.replace('[', '(').replace(']', ')')}]({rel_link(from_page, target)})"
+            return esc(label)
+        return f"[{esc(label)}]({rel_link(from_page, target)})"
 
     def html_link(self, from_page: str, node: str, text: str) -> str:
         """HTML anchor for use inside raw HTML blocks (MkDocs rewrites .md hrefs)."""
@@ -58,17 +68,28 @@ class SiteContext:
         return f'<a href="{esc(rel_url(from_page, target))}">{esc(text)}</a>'
 
     def edit_link(self, source_rel: str) -> str:
-        """A link to edit the YAML source of an entry (not the generated page)."""
-        if not self.options.repo_url:
-            return f"Source: `{source_rel}`"
+        """A link to edit the YAML source of an entry (not the generated page); a path that
+        is not a plain repository path is shown, never linked."""
+        if not self.options.repo_url or not is_plain_repo_path(source_rel):
+            return f"Source: {code(source_rel)}"
         url = f"{self.options.repo_url.rstrip('/')}/edit/{self.options.branch}/{source_rel}"
-        return f'[:material-pencil: Edit this entry (`{source_rel}`)]({url}){{ .mikb-edit }}'
+        return f'<a class="mikb-edit" href="{esc(url)}">:material-pencil: Edit this entry ({code(source_rel)})</a>'
 
     # -- reproduction results ------------------------------------------------------------
     def results(self, circuit: Circuit, model_id: str) -> ModelResults:
+        """Published results, read only from plain files inside the circuit's folder (a
+        symlinked results.json reads as no results; `mikb check` reports it)."""
         key = (circuit.id, model_id)
         if key not in self._results:
-            self._results[key] = load_model_results(circuit, model_id)
+            folder = model_folder(circuit, model_id)
+            found = load_model_results(circuit, model_id) if folder is not None else None
+            if found is None:
+                found = ModelResults(circuit.id, model_id, circuit.folder / "results" / "_invalid")
+            if found.results is not None and contained_file(found.folder, RESULTS_FILE) is None:
+                found.results, found.stale_reasons = None, []
+            if found.failure is not None and contained_file(found.folder, FAILURE_FILE) is None:
+                found.failure = None
+            self._results[key] = found
         return self._results[key]
 
     def paper_link(self, from_page: str, key: str) -> str:

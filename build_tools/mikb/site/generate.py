@@ -8,6 +8,8 @@ which reads the same mkdocs.yml). Hand-written pages from docs/ are copied in un
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -43,10 +45,15 @@ class GenerationReport:
     check: CheckResult | None = None
 
 
-def generate_site(root: Path, out_dir: Path | None = None, options: SiteOptions | None = None) -> GenerationReport:
-    """Write the site source for the repository at ``root``; only changed files are written."""
+def generate_site(root: Path, out_dir: Path | None = None, options: SiteOptions | None = None, *,
+                  require_valid: bool = True) -> GenerationReport:
+    """Write the site source for the repository at ``root``; only changed files are written.
+
+    ``require_valid=False`` generates pages even from entries `mikb check` rejects. Only the
+    tests use it, to prove that escaping and sanitising hold on their own for hostile
+    entries; every command refuses invalid entries."""
     check = run_check(root)
-    if check.errors:
+    if check.errors and require_valid:
         raise InvalidEntries(check.errors)
     kb, graph = check.kb, check.graph
     out = SiteWriter(out_dir or kb.layout.site_src_dir)
@@ -55,14 +62,14 @@ def generate_site(root: Path, out_dir: Path | None = None, options: SiteOptions 
     intro = ""
     docs = kb.layout.docs_dir
     if docs.is_dir():
-        for path in sorted(p for p in docs.rglob("*") if p.is_file()):
+        for path in hand_written_pages(docs):
             rel = path.relative_to(docs).as_posix()
             if rel == HOME_INTRO_FILE:
                 intro = path.read_text()
                 continue
             out.copy(rel, path)
     contributing = kb.root / "CONTRIBUTING.md"
-    if contributing.is_file() and not (docs / "contributing.md").is_file():
+    if is_plain_file(contributing) and not (docs / "contributing.md").is_file():
         out.copy("contributing.md", contributing)  # one source for GitHub and the site
     write_home(ctx, out, intro or "# mikb\n")
     write_problem_pages(ctx, out)
@@ -76,6 +83,23 @@ def generate_site(root: Path, out_dir: Path | None = None, options: SiteOptions 
     out.text(".gitkeep", "")  # the folder must exist before MkDocs validates its config
     removed = out.remove_stale()
     return GenerationReport(written=out.written, unchanged=out.unchanged, removed=removed, check=check)
+
+
+def is_plain_file(path: Path) -> bool:
+    """A regular file, not a symlink (which could point at any file of the build machine)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def hand_written_pages(docs: Path) -> list[Path]:
+    """Files under docs/ that are published: regular files reached without any symlink."""
+    found = []
+    for current, dirs, files in os.walk(docs, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not (Path(current) / d).is_symlink())
+        found += [Path(current) / name for name in sorted(files) if is_plain_file(Path(current) / name)]
+    return sorted(found)
 
 
 def _write_data(ctx: SiteContext, out: SiteWriter) -> None:

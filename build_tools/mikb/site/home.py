@@ -9,7 +9,9 @@ from collections import Counter, defaultdict
 import networkx as nx
 
 from mikb.site.context import SiteContext
-from mikb.site.md import STATUS_LABELS, cell, front_matter, status_badge
+from mikb.site.md import STATUS_LABELS, esc, front_matter, status_badge
+from mikb.site.problems import TAG_PATTERN
+from mikb.site.safe_html import code, inline
 from mikb.site.writer import SiteWriter
 
 EXPLORE = "explore.md"
@@ -38,12 +40,12 @@ def write_home(ctx: SiteContext, out: SiteWriter, intro: str) -> None:
         if problem.id in seen:
             continue
         seen.add(problem.id)
-        lines.append(f"| {date} | [{cell(problem.title)}](problems/{problem.id}.md) | {status_badge(change.status)} {cell(change.note or '')} |")
+        lines.append(f"| {esc(date)} | [{esc(problem.title)}](problems/{problem.id}.md) | {status_badge(change.status)} {inline(change.note or '')} |")
         if len(seen) >= 10:
             break
     lines += ["", "## Circuit zoo\n"]
     for c in sorted(kb.circuits.values(), key=lambda c: c.name):
-        lines.append(f"- [{c.name}](circuits/{c.id}/index.md) — {c.task}")
+        lines.append(f"- [{esc(c.name)}](circuits/{c.id}/index.md) — {inline(c.task)}")
     lines.append("")
     out.text("index.md", "\n".join(lines))
 
@@ -52,15 +54,17 @@ def write_tags(ctx: SiteContext, out: SiteWriter) -> None:
     tagged: dict[str, list[str]] = defaultdict(list)
     for p in ctx.kb.sorted_problems():
         for t in p.tags:
-            tagged[t].append(f"[{cell(p.number or p.id)} {cell(p.title)}](problems/{p.id}.md)")
+            tagged[t].append(f"[{esc(p.number or p.id)} {esc(p.title)}](problems/{p.id}.md)")
     for c in ctx.kb.circuits.values():
         for t in c.tags:
-            tagged[t].append(f"[{cell(c.name)}](circuits/{c.id}/index.md) (circuit)")
+            tagged[t].append(f"[{esc(c.name)}](circuits/{c.id}/index.md) (circuit)")
     for p in ctx.kb.papers.values():
         for t in p.tags:
-            tagged[t].append(f"[{cell(p.citation)}: {cell(p.title)}](papers/{p.key}.md) (paper)")
+            tagged[t].append(f"[{esc(p.citation)}: {esc(p.title)}](papers/{p.key}.md) (paper)")
+    # A tag becomes a heading anchor ({ #tag } is attr_list syntax): only well-formed tags do.
+    tagged = {t: items for t, items in tagged.items() if TAG_PATTERN.fullmatch(t)}
     lines = [front_matter(title="Tags"), "# Tags\n",
-             " ".join(f"[`{t}` ({len(v)})](#{t})" for t, v in sorted(tagged.items())) + "\n"]
+             " ".join(f"[{code(t)} ({len(v)})](#{t})" for t, v in sorted(tagged.items())) + "\n"]
     for tag, items in sorted(tagged.items()):
         lines.append(f'## {tag} {{ #{tag} }}\n')
         lines += [f"- {item}" for item in items]

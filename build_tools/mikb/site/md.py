@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import html
+import json
 import posixpath
 import re
+
+from mikb.site.safe_html import text
 
 STATUS_LABELS = {
     "open": "open",
@@ -14,13 +16,15 @@ STATUS_LABELS = {
 }
 
 
-def esc(text: object) -> str:
-    return html.escape(str(text), quote=True)
+def esc(value: object) -> str:
+    """Plain text made safe for any place on a page (see :mod:`mikb.site.safe_html`)."""
+    return text(value)
 
 
-def cell(text: object) -> str:
-    """Text safe inside a Markdown table cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+def cell(markup: object) -> str:
+    """Markup that mikb built (links, badges, already-escaped text) kept on one table row.
+    Entry text must be escaped or rendered first: this only guards the row's structure."""
+    return str(markup).replace("|", "\\|").replace("\n", " ")
 
 
 def rel_link(from_page: str, to_page: str) -> str:
@@ -53,13 +57,15 @@ def fmt_value(value: object) -> str:
 
 
 def front_matter(**fields: object) -> str:
-    """YAML front matter; values are quoted by json.dumps so any text is safe."""
-    import json
-
+    """YAML front matter; values are quoted by json.dumps so any text is valid YAML. The
+    title is escaped as well: the theme prints ``page.meta.title`` into the header and the
+    ``<title>`` element without escaping it."""
     lines = ["---"]
     for key, value in fields.items():
         if value is None:
             continue
+        if key == "title":
+            value = text(value)
         lines.append(f"{key}: {json.dumps(value)}")
     lines.append("---")
     return "\n".join(lines) + "\n\n"
@@ -87,3 +93,16 @@ def rel_asset(from_page: str, asset: str) -> str:
     """Relative URL from a page's rendered location to a static file in the site."""
     start = page_url(from_page) or "."
     return posixpath.relpath(asset, start)
+
+
+ADMONITION_KINDS = frozenset({"note", "info", "warning", "failure", "abstract", "tip"})
+
+
+def admonition(kind: str, title: str, body_html: str) -> str:
+    """A Material admonition written as raw HTML at column 0, so that the text inside is
+    never re-read as Markdown (an indented ``!!!`` block re-parses whatever it holds, and
+    an error message could end the box early)."""
+    if kind not in ADMONITION_KINDS:
+        raise ValueError(f"unknown admonition kind {kind!r}")
+    return (f'<div class="admonition {kind}"><p class="admonition-title">{text(title)}</p>\n'
+            f"{body_html}\n</div>\n")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from urllib.parse import quote
 
 from mikb.entries import Paper
 from mikb.graph import incoming, node_id
 from mikb.site.context import SiteContext
 from mikb.site.md import cell, esc, front_matter, status_badge
+from mikb.site.safe_html import block, code, inline, link
 from mikb.site.writer import SiteWriter
 
 PAPERS_INDEX = "papers/index.md"
@@ -21,7 +23,7 @@ def write_paper_pages(ctx: SiteContext, out: SiteWriter) -> None:
              "| Year | Work | Authors | Venue | Cited by |", "|---|---|---|---|---|"]
     for p in papers:
         count = len(incoming(ctx.graph, node_id("paper", p.key), "cites"))
-        lines.append(f"| {p.year} | [{cell(p.title)}]({p.key}.md) | {cell(p.short_authors)} | {cell(p.venue or '')} | {count} |")
+        lines.append(f"| {esc(p.year)} | [{esc(p.title)}]({p.key}.md) | {esc(p.short_authors)} | {esc(p.venue or '')} | {count} |")
     out.text(PAPERS_INDEX, "\n".join(lines) + "\n")
     for p in papers:
         out.text(f"papers/{p.key}.md", _paper(ctx, p))
@@ -30,20 +32,20 @@ def write_paper_pages(ctx: SiteContext, out: SiteWriter) -> None:
 def _paper(ctx: SiteContext, p: Paper) -> str:
     page = f"papers/{p.key}.md"
     me = node_id("paper", p.key)
-    links = [f"[link]({p.url})"]
+    links = [link(p.url, "link")]
     if p.arxiv:
-        links.append(f"[arXiv:{p.arxiv}](https://arxiv.org/abs/{p.arxiv})")
+        links.append(link(f"https://arxiv.org/abs/{quote(p.arxiv, safe='./')}", f"arXiv:{p.arxiv}"))
     if p.doi:
-        links.append(f"[doi:{p.doi}](https://doi.org/{p.doi})")
+        links.append(link(f"https://doi.org/{quote(p.doi, safe='./')}", f"doi:{p.doi}"))
     doc, _ = ctx.kb.paper_docs[p.key]
     lines = [
         front_matter(title=p.title, tags=p.tags, mikb_source=doc.display),
-        f"# {p.title}\n",
-        f"**{esc(', '.join(p.authors))}** · {p.year}" + (f" · {p.venue}" if p.venue else "") + f" · {p.kind}\n",
+        f"# {esc(p.title)}\n",
+        f"**{esc(', '.join(p.authors))}** · {esc(p.year)}" + (f" · {esc(p.venue)}" if p.venue else "") + f" · {esc(p.kind)}\n",
         " · ".join(links) + "\n",
     ]
     if p.summary:
-        lines.append(p.summary.strip() + "\n")
+        lines.append(block(p.summary) + "\n")
     citing = incoming(ctx.graph, me, "cites")
     by_type: dict[str, list[str]] = defaultdict(list)
     for node in citing:
@@ -67,9 +69,9 @@ def _paper(ctx: SiteContext, p: Paper) -> str:
         for pr in sorted(evidence, key=lambda x: x.sort_key):
             change = next(ch for ch in pr.status_history if ch.evidence == p.key and ch.status != "open")
             lines.append(f"- {ctx.link(page, node_id('problem', pr.id))}: {status_badge(change.status)} on {change.date}"
-                         + (f" — {change.note}" if change.note else ""))
+                         + (f" — {inline(change.note)}" if change.note else ""))
         lines.append("")
-    lines.append(f"Key: `{p.key}`\n")
+    lines.append(f"Key: {code(p.key)}\n")
     lines.append(ctx.edit_link(doc.display) + "\n")
     return "\n".join(lines)
 
@@ -83,17 +85,17 @@ def write_model_pages(ctx: SiteContext, out: SiteWriter) -> None:
              "| Model | Kind | Layers × heads | Circuits |", "|---|---|---|---|"]
     for m in models:
         circuits = incoming(ctx.graph, node_id("model", m.id), "runs-on")
-        lines.append(f"| [{m.name}]({m.id}.md) | {m.kind} | {m.n_layers} × {m.n_heads} | {len(circuits)} |")
+        lines.append(f"| [{esc(m.name)}]({m.id}.md) | {esc(m.kind)} | {esc(m.n_layers)} × {esc(m.n_heads)} | {len(circuits)} |")
     out.text(MODELS_INDEX, "\n".join(lines) + "\n")
     for m in models:
         page = f"models/{m.id}.md"
         me = node_id("model", m.id)
-        body = [front_matter(title=m.name), f"# {m.name}\n",
-                f"- Kind: **{m.kind}**", f"- Shape: {m.n_layers} layers × {m.n_heads} heads"
-                + (f", d_model {m.d_model}" if m.d_model else "") + (f", vocabulary {m.d_vocab}" if m.d_vocab else ""),
-                f"- Weights: {m.weights or 'not stated'}", ""]
+        body = [front_matter(title=m.name), f"# {esc(m.name)}\n",
+                f"- Kind: **{esc(m.kind)}**", f"- Shape: {esc(m.n_layers)} layers × {esc(m.n_heads)} heads"
+                + (f", d_model {esc(m.d_model)}" if m.d_model else "") + (f", vocabulary {esc(m.d_vocab)}" if m.d_vocab else ""),
+                f"- Weights: {inline(m.weights) if m.weights else 'not stated'}", ""]
         if m.description:
-            body.append(m.description.strip() + "\n")
+            body.append(block(m.description) + "\n")
         body.append("## Circuits in this model\n")
         circuits = incoming(ctx.graph, me, "runs-on", "circuit")
         body += [f"- {ctx.link(page, c)}" for c in circuits] or ["None yet."]
@@ -102,8 +104,9 @@ def write_model_pages(ctx: SiteContext, out: SiteWriter) -> None:
             body += ["", "## Components named by circuits\n", "| Component | Roles |", "|---|---|"]
             for comp in comps:
                 roles = ctx.graph.nodes[comp].get("roles", {})
-                text = "; ".join(f"{r} ({ctx.link(page, node_id('circuit', cid), cid)})" for cid, r in sorted(roles.items()))
-                body.append(f"| <span id=\"{esc(comp.split(':')[-1].replace('.', '-').replace('*', 'any'))}\"></span>`{esc(ctx.graph.nodes[comp]['label'])}` | {cell(text)} |")
+                text = "; ".join(f"{inline(r)} ({ctx.link(page, node_id('circuit', cid), cid)})" for cid, r in sorted(roles.items()))
+                anchor = esc(comp.split(':')[-1].replace('.', '-').replace('*', 'any'))
+                body.append(f"| <span id=\"{anchor}\"></span>{code(ctx.graph.nodes[comp]['label'])} | {cell(text)} |")
         if m.references:
             body += ["", "## References\n"] + [f"- {ctx.paper_link(page, k)}" for k in m.references]
         doc, _ = ctx.kb.model_docs[m.id]

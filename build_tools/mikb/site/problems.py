@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 from mikb.entries import Problem
 from mikb.graph import incoming, node_id, related_problems
 from mikb.site.context import SiteContext
-from mikb.site.md import STATUS_LABELS, cell, esc, front_matter, rel_url, status_badge
+from mikb.site.md import STATUS_LABELS, admonition, cell, esc, front_matter, rel_url, status_badge
+from mikb.site.safe_html import block, code, inline, link
 from mikb.site.writer import SiteWriter
 
 INDEX = "problems/index.md"
 CATEGORIES_PAGE = "problems/categories.md"
 DIFFICULTY_ORDER = ["A", "A-B", "B", "B-C", "C", "C-D", "D", "unknown"]
+
+
+TAG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+
+def tag_link(tags_page: str, tag: str) -> str:
+    """A tag chip linking to its section of the tags page (only well-formed tags get an
+    anchor: the tag is part of a URL fragment)."""
+    if not TAG_PATTERN.fullmatch(tag):
+        return code(tag)
+    return f"[{code(tag)}]({tags_page}#{tag})"
 
 
 def problem_page(problem: Problem) -> str:
@@ -101,8 +114,9 @@ def _categories_overview(ctx: SiteContext, problems: list[Problem]) -> str:
         members = [p for p in problems if p.category == slug]
         counts = Counter(p.status for p in members)
         progress = ", ".join(f"{n} {STATUS_LABELS[s]}" for s, n in counts.items() if s != "open")
-        lines.append(f"## [{category.number + '. ' if isinstance(category.number, str) else (str(category.number) + '. ' if category.number else '')}{category.name}](category/{slug}.md)\n")
-        lines.append(f"{category.description}\n")
+        number = f"{category.number}. " if category.number not in (None, "") else ""
+        lines.append(f"## [{esc(number + category.name)}](category/{slug}.md)\n")
+        lines.append(block(category.description) + "\n")
         lines.append(f"{len(members)} problems" + (f"; {progress}" if progress else "") + ".\n")
     return "\n".join(lines)
 
@@ -113,10 +127,10 @@ def _category(ctx: SiteContext, category, members: list[Problem]) -> str:
     if category.source:
         source = f"Source: {ctx.paper_link(page, category.source)}.\n\n"
     sub_counts = Counter(p.subcategory or "Other" for p in members)
-    subs = " · ".join(f"{name} ({n})" for name, n in sub_counts.items())
+    subs = " · ".join(f"{esc(name)} ({n})" for name, n in sub_counts.items())
     return (
         front_matter(title=category.name, hide=["toc"])
-        + f"# {category.name}\n\n{category.description}\n\n{source}"
+        + f"# {esc(category.name)}\n\n{block(category.description)}\n\n{source}"
         + f"{len(members)} problems. Sub-topics: {subs}.\n\n"
         + problem_table(ctx, page, members, table_id="mikb-category-table", show_category=False)
     )
@@ -126,29 +140,30 @@ def _problem(ctx: SiteContext, p: Problem) -> str:
     page = problem_page(p)
     me = node_id("problem", p.id)
     cat = ctx.kb.categories.get(p.category)
-    cat_link = f"[{cat.name}](category/{p.category}.md)" if cat else p.category
+    cat_link = f"[{esc(cat.name)}](category/{p.category}.md)" if cat else esc(p.category)
     facts = [
         ("Status", status_badge(p.status)),
-        ("Category", cat_link + (f" › {p.subcategory}" if p.subcategory else "")),
-        ("Difficulty", f"`{p.difficulty}`" + (" ★ (starred by the source)" if p.priority == "starred" else "")),
-        ("Posed in", ctx.paper_link(page, p.source["paper"]) + (f" — [original post]({p.source['url']})" if p.source.get("url") else "")),
+        ("Category", cat_link + (f" › {esc(p.subcategory)}" if p.subcategory else "")),
+        ("Difficulty", code(p.difficulty) + (" ★ (starred by the source)" if p.priority == "starred" else "")),
+        ("Posed in", ctx.paper_link(page, p.source["paper"])
+         + (f" — {link(p.source['url'], 'original post')}" if p.source.get("url") else "")),
     ]
     if p.tags:
-        facts.append(("Tags", " ".join(f"[`{t}`](../tags.md#{t})" for t in p.tags)))
+        facts.append(("Tags", " ".join(tag_link("../tags.md", t) for t in p.tags)))
     lines = [
         front_matter(title=f"{p.number + ' ' if p.number else ''}{p.title}", tags=p.tags, mikb_source=ctx.kb.rel(p.doc.path)),
-        f"# {p.number + ' · ' if p.number else ''}{p.title}\n",
+        f"# {esc(p.number + ' · ') if p.number else ''}{esc(p.title)}\n",
         "| | |\n|---|---|\n" + "\n".join(f"| {k} | {cell(v)} |" for k, v in facts) + "\n",
         "## Summary\n",
-        p.summary.strip() + "\n",
+        block(p.summary) + "\n",
     ]
     if p.notes:
-        lines.append(f'!!! note "About the source"\n    {p.notes.strip()}\n')
+        lines.append(admonition("note", "About the source", block(p.notes)))
     lines.append("## Status history\n")
     lines.append("| Date | Status | Evidence | Note |\n|---|---|---|---|")
     for change in p.status_history:
-        evidence = f"[{change.evidence}]({change.evidence})" if change.evidence_is_url else ctx.paper_link(page, change.evidence)
-        lines.append(f"| {change.date} | {status_badge(change.status)} | {cell(evidence)} | {cell(change.note or '')} |")
+        evidence = link(change.evidence, change.evidence) if change.evidence_is_url else ctx.paper_link(page, change.evidence)
+        lines.append(f"| {esc(change.date)} | {status_badge(change.status)} | {cell(evidence)} | {inline(change.note or '')} |")
     lines.append("")
     circuits = incoming(ctx.graph, me, "addresses", "circuit")
     related = related_problems(ctx.graph, me)
@@ -162,7 +177,7 @@ def _problem(ctx: SiteContext, p: Problem) -> str:
     lines.append("## References\n")
     for key in refs:
         paper = ctx.kb.papers.get(key)
-        title = f" — *{paper.title}*" if paper else ""
+        title = f" — <em>{esc(paper.title)}</em>" if paper else ""
         lines.append(f"- {ctx.paper_link(page, key)}{title}")
     lines.append("")
     lines.append(ctx.edit_link(ctx.kb.rel(p.doc.path)) + "\n")
