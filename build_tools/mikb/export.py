@@ -6,6 +6,7 @@ from dataclasses import asdict, fields, is_dataclass
 from typing import Any
 
 from mikb import __version__
+from mikb.evidence import evidence_of
 from mikb.loader import KnowledgeBase
 
 
@@ -32,6 +33,7 @@ def export_entries(kb: KnowledgeBase) -> dict[str, Any]:
         "categories": [clean(c) for c in kb.categories.values()],
         "problems": [clean(p) | {"source_file": kb.rel(p.doc.path)} for p in kb.sorted_problems()],
         "circuits": [clean(c) | {"source_file": kb.rel(c.doc.path)} for c in sorted(kb.circuits.values(), key=lambda c: c.id)],
-        "models": [clean(m) for m in sorted(kb.models.values(), key=lambda m: m.id)],
+        # What a run on each model is evidence of: reproduction, method check, smoke test.
+        "models": [clean(m) | {"evidence": evidence_of(m.kind)} for m in sorted(kb.models.values(), key=lambda m: m.id)],
         "papers": [clean(p) for p in sorted(kb.papers.values(), key=lambda p: p.key)],
     }

@@ -1,7 +1,9 @@
 """Circuit zoo pages: the index and one page per circuit with diagram, claims and results.
 
 Every number on a circuit page is either *reported* (from the entry, with its citation) or
-*reproduced* (from a results.json written by `mikb reproduce`, shown with its provenance).
+*measured* (from a results.json written by `mikb reproduce`, shown with its provenance). A
+measurement is a reproduction only on a model that learned the behaviour; on a hand-built
+model it is a method check (mikb.evidence), and the page says which everywhere it shows one.
 Where a model was not run, the page says "not run" and gives the command; it never fills in.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 
 from mikb.entries import Circuit, Claim
+from mikb.evidence import LABELS, METHOD_CHECK, evidence_of
 from mikb.graph import node_id
 from mikb.reproduce.claims import judge
 from mikb.results_files import publishable_files, valid_figures
@@ -20,7 +23,8 @@ from mikb.site.safe_html import block, code, inline, pre
 from mikb.site.writer import SiteWriter
 
 INDEX = "circuits/index.md"
-MODEL_KIND_LABELS = {"pretrained": "pretrained", "trained-here": "trained here", "planted": "planted", "random": "random weights"}
+MODEL_KIND_LABELS = {"pretrained": "pretrained", "trained-here": "trained here", "planted": "planted",
+                     "compiled": "compiled", "random": "random weights", "paper": "the paper's own, weights not available"}
 
 
 def circuit_page(circuit: Circuit) -> str:
@@ -45,6 +49,11 @@ def write_circuit_pages(ctx: SiteContext, out: SiteWriter) -> None:
                 out.copy(f"circuits/{circuit.id}/results/{model_id}/{path.name}", path)
 
 
+def _evidence(ctx: SiteContext, model_id: str) -> str:
+    model = ctx.kb.models.get(model_id)
+    return evidence_of(model.kind if model else None)
+
+
 def _model_label(ctx: SiteContext, model_id: str) -> str:
     model = ctx.kb.models.get(model_id)
     if not model:
@@ -54,14 +63,17 @@ def _model_label(ctx: SiteContext, model_id: str) -> str:
 
 def _index(ctx: SiteContext, circuits: list[Circuit]) -> str:
     lines = [front_matter(title="Circuit zoo"), "# Circuit zoo\n",
-             "Each circuit is a YAML entry with a reproduction script beside it. Reported numbers come from the "
-             "papers (with citations); reproduced numbers come from running the script, on the model named beside them.\n",
-             "| Circuit | Task | Models | Reproduced |", "|---|---|---|---|"]
+             "Each circuit is a YAML entry with a script beside it. Reported numbers come from the papers (with "
+             "citations); measured numbers come from running the script, on the model named beside them. A run is a "
+             "**reproduction** only on a model that learned the behaviour (pretrained, or trained here by the script); "
+             "on a model whose weights were set by hand it is a **method check**: it shows the script finds the "
+             "circuit that was built in, and says nothing about the paper's model.\n",
+             "| Circuit | Task | Models | Runs |", "|---|---|---|---|"]
     for c in circuits:
         states = []
         for model_id in c.models:
             res = ctx.results(c, model_id)
-            states.append(f"{esc(model_id)}: {state_badge(res.state)}")
+            states.append(f"{esc(model_id)}: {state_badge(res.state, _evidence(ctx, model_id))}")
         models = ", ".join(ctx.link(INDEX, node_id("model", m), _model_label(ctx, m)) for m in c.models)
         lines.append(f"| [{esc(c.name)}]({c.id}/index.md) | {inline(c.task)} | {cell(models)} | {cell('<br>'.join(states))} |")
     return "\n".join(lines) + "\n"
@@ -120,11 +132,14 @@ def _circuit(ctx: SiteContext, c: Circuit) -> str:
 def _claims_table(ctx: SiteContext, page: str, c: Circuit) -> list[str]:
     if not c.claims:
         return []
-    lines = ["## Claims: reported and reproduced\n",
-             "Reported values are the papers' own numbers on the model they studied. Reproduced values come from "
-             "`mikb reproduce` runs on the model named in the column header; the verdict compares them with the "
-             "paper's value (same model) or with the entry's expectation for that model.\n"]
-    head = "| Claim | Reported | " + " | ".join(f"Reproduced on {esc(m)}" for m in c.models) + " |"
+    lines = ["## Claims: reported and measured\n",
+             "Reported values are the papers' own numbers on the model the paper studied (named under each value). "
+             "Measured values come from `mikb reproduce` runs on the model in the column header: a *reproduction* on a "
+             "model that learned the behaviour, a *method check* on a hand-built one. The verdict compares a value with "
+             "the paper's (same model) or with the entry's expectation for that model; a metric the run did not record "
+             "is *missing*, which counts against the run.\n"]
+    head = "| Claim | Reported | " + " | ".join(
+        f"{LABELS[_evidence(ctx, m)].capitalize()} on {esc(m)}" for m in c.models) + " |"
     lines += [head, "|" + "---|" * (2 + len(c.models))]
     for claim in c.claims:
         lines.append(f"| **{esc(claim.id)}**<br>{inline(claim.statement)} | {cell(_reported(ctx, page, claim))} | "
@@ -162,7 +177,11 @@ def _results_section(ctx: SiteContext, c: Circuit, model_id: str) -> list[str]:
     model = ctx.kb.models.get(model_id)
     kind = MODEL_KIND_LABELS.get(model.kind, model.kind) if model else "unknown"
     base = f"results/{model_id}"
-    lines = [f"### On {esc(_model_label(ctx, model_id))} {state_badge(res.state)}\n"]
+    evidence = _evidence(ctx, model_id)
+    lines = [f"### {LABELS[evidence].capitalize()} on {esc(_model_label(ctx, model_id))} {state_badge(res.state, evidence)}\n"]
+    if evidence == METHOD_CHECK:
+        lines.append("*A method check: this model's weights were set by hand so that the circuit is known. The run "
+                     "shows whether the script recovers it; it is no evidence about the paper's model.*\n")
     command = reproduce_command(c, model_id)
     if res.state in ("failed", "unavailable"):
         lines.append(_failure_box(res.state, res.failure or {}, command))
@@ -192,6 +211,7 @@ def _results_section(ctx: SiteContext, c: Circuit, model_id: str) -> list[str]:
             lines.append(f'<figure class="mikb-figure"><img src="{esc(path)}" alt="{esc(caption)}" loading="lazy">'
                          f"<figcaption>{esc(caption)} — {esc(model_id)} ({esc(kind)}), seed {esc(prov.get('seed', '?'))}</figcaption></figure>\n")
     metrics = r.get("metrics", {}) if isinstance(r.get("metrics"), dict) else {}
+    lines += _found_vs_truth(metrics)
     claimed = {cl.metric for cl in c.claims}
     extra = {k: v for k, v in metrics.items() if k not in claimed and not isinstance(v, (list, dict))}
     if extra:
@@ -201,6 +221,47 @@ def _results_section(ctx: SiteContext, c: Circuit, model_id: str) -> list[str]:
         lines.append("")
     lines += _provenance(prov, kind, f"{base}/results.json", command, r)
     return lines
+
+
+FOUND_METRIC, TRUTH_METRIC = "discovered_components", "ground_truth_components"
+
+
+def _found_vs_truth(metrics: dict) -> list[str]:
+    """What the script found, role by role, beside the ground truth built into the model:
+    hits, misses and false positives (the planted or compiled model's answer key)."""
+    found, truth = metrics.get(FOUND_METRIC), metrics.get(TRUTH_METRIC)
+    if not isinstance(found, dict):
+        return []
+    truth = truth if isinstance(truth, dict) else None
+    title = "Components the script found" + (" and the ground truth" if truth is not None else "")
+    lines = [f"#### {title}\n"]
+    if truth is None:
+        lines += ["| Role | Found |", "|---|---|"]
+        lines += [f"| {esc(role)} | {esc(', '.join(map(str, _as_list(found[role]))) or '—')} |" for role in sorted(found, key=str)]
+        return [*lines, ""]
+    lines += ["| Role | Found | Ground truth | Hits | Misses | False positives |", "|---|---|---|---|---|---|"]
+    totals = [0, 0, 0]
+    for role in sorted(set(found) | set(truth), key=str):
+        got, want = set(map(str, _as_list(found.get(role)))), set(map(str, _as_list(truth.get(role))))
+        hits, misses, extra = got & want, want - got, got - want
+        totals = [totals[0] + len(hits), totals[1] + len(misses), totals[2] + len(extra)]
+        lines.append(f"| {esc(role)} | {_heads(got)} | {_heads(want)} | {len(hits)} | {_heads(misses) if misses else '0'} | "
+                     f"{_heads(extra) if extra else '0'} |")
+    lines.append(f"| **all roles** | | | **{totals[0]}** | **{totals[1]}** | **{totals[2]}** |")
+    return [*lines, ""]
+
+
+def _as_list(value: object) -> list:
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def _heads(items: set[str]) -> str:
+    return esc(", ".join(sorted(items, key=_location_order))) or "—"
+
+
+def _location_order(label: str) -> tuple:
+    parts = label.split(".")
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
 
 
 def _failure_box(state: str, failure: dict, command: str) -> str:

@@ -6,6 +6,7 @@ import json
 import posixpath
 import re
 
+from mikb.evidence import DONE_LABELS, REPRODUCTION
 from mikb.site.safe_html import text
 
 STATUS_LABELS = {
@@ -37,10 +38,16 @@ def status_badge(status: str) -> str:
     return f'<span class="mikb-status mikb-status-{esc(status)}">{esc(STATUS_LABELS.get(status, status))}</span>'
 
 
-def state_badge(state: str) -> str:
-    labels = {"ok": "reproduced", "stale": "stale", "failed": "failed", "unavailable": "not run", "not-run": "not run",
-              "pass": "pass", "fail": "fail", "missing": "missing", "n/a": "no verdict"}
-    return f'<span class="mikb-state mikb-state-{esc(state.replace("/", ""))}">{esc(labels.get(state, state))}</span>'
+def state_badge(state: str, evidence: str = REPRODUCTION) -> str:
+    """A run's state or a claim's verdict. A finished run is "reproduced" only when the model
+    learned the behaviour; on a hand-built model it is a method check (see mikb.evidence)."""
+    labels = {"ok": DONE_LABELS.get(evidence, "ran"), "stale": "stale", "failed": "failed", "unavailable": "not run",
+              "not-run": "not run", "pass": "pass", "fail": "fail", "missing": "missing: not recorded",
+              "n/a": "no verdict"}
+    css = state.replace("/", "")
+    if state == "ok" and evidence != REPRODUCTION:
+        css = "method"
+    return f'<span class="mikb-state mikb-state-{esc(css)}">{esc(labels.get(state, state))}</span>'
 
 
 def slug(text: str) -> str:
