@@ -58,3 +58,10 @@ def test_exports_round_trip(kb_root: Path, tmp_path: Path) -> None:
     loaded = nx.read_graphml(out_ml)
     assert loaded.number_of_nodes() == g.number_of_nodes()
     assert loaded.nodes["paper:doe2022toys"]["type"] == "paper"
+
+
+def test_related_circuits_declared_on_the_problem_alone_reach_the_graph(kb_root: Path) -> None:
+    entry = kb_root / "circuits_zoo/toy-copy/circuit.yaml"
+    entry.write_text(entry.read_text().replace("related_problems: [fx-1]\n", ""))
+    g = run_check(kb_root).graph
+    assert incoming(g, "problem:fx-1", "addresses", "circuit") == ["circuit:toy-copy"]

@@ -47,6 +47,10 @@ def build_graph(kb: KnowledgeBase) -> nx.MultiDiGraph:
     for problem in kb.problems.values():
         g.add_node(node_id("problem", problem.id), type="problem", label=f"{problem.number or problem.id} {problem.title}",
                    status=problem.status, category=problem.category)
+    # Every entry node exists before any edge is drawn: _edge drops links to missing nodes,
+    # so a problem's related_circuits added before the circuit nodes would vanish.
+    for circuit in kb.circuits.values():
+        g.add_node(node_id("circuit", circuit.id), type="circuit", label=circuit.name)
     for problem in kb.problems.values():
         me = node_id("problem", problem.id)
         for key in dict.fromkeys([*problem.references, problem.source["paper"],
@@ -56,9 +60,6 @@ def build_graph(kb: KnowledgeBase) -> nx.MultiDiGraph:
             _edge(g, me, node_id("problem", other), "related-to")
         for circuit_id in problem.related_circuits:
             _edge(g, node_id("circuit", circuit_id), me, "addresses")
-    for circuit in kb.circuits.values():
-        me = node_id("circuit", circuit.id)
-        g.add_node(me, type="circuit", label=circuit.name)
     for circuit in kb.circuits.values():
         me = node_id("circuit", circuit.id)
         for model_id in circuit.models:
