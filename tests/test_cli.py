@@ -9,15 +9,52 @@ from conftest import run_mikb
 
 
 def test_new_entries_pass_check(kb_root: Path) -> None:
-    for kind, entry_id in (("problem", "fx-new"), ("circuit", "new-circuit"), ("paper", "new2026paper")):
-        proc = run_mikb(kb_root, "new", kind, entry_id, "--title", "A new entry")
+    title = 'Heads: "copying" & more # not a comment'
+    for kind, entry_id, extra in (("problem", "fx-new", ["--category", "methods"]),
+                                  ("circuit", "new-circuit", ["--paper", "roe2023methods"]),
+                                  ("paper", "new2026paper", [])):
+        proc = run_mikb(kb_root, "new", kind, entry_id, "--title", title, *extra)
         assert proc.returncode == 0, proc.stderr
+    assert "appended to literature/papers.yaml" in proc.stdout
     proc = run_mikb(kb_root, "check")
     assert proc.returncode == 0, proc.stdout
     # the new paper is cited by nobody yet: a warning, named at its line
     assert "literature/papers.yaml:17:10: warning: paper 'new2026paper' is not cited" in proc.stdout
     assert (kb_root / "circuits_zoo/new-circuit/reproduce.py").is_file()
-    assert (kb_root / "problems/fx-new.yaml").read_text().startswith("# yaml-language-server: $schema=")
+    problem = (kb_root / "problems/fx-new.yaml").read_text()
+    assert problem.startswith("# yaml-language-server: $schema=")
+    assert 'number: "2.2"' in problem  # after fx-3, numbered 2.1 in category 2 (methods)
+    export = run_mikb(kb_root, "export", "-o", str(kb_root / "out.json"))
+    assert export.returncode == 0
+    data = json.loads((kb_root / "out.json").read_text())
+    assert {p["title"] for p in data["problems"] if p["id"] == "fx-new"} == {title}
+    # untouched placeholders pass a plain check but fail --strict, each named at its line
+    strict = run_mikb(kb_root, "check", "--strict")
+    assert strict.returncode == 1
+    assert "circuits_zoo/new-circuit/circuit.yaml:5:7: warning: placeholder from `mikb new` left in place" in strict.stdout
+    assert "placeholder from `mikb new` left in place: 'First Author'" in strict.stdout
+
+
+def test_new_refuses_what_would_not_check(kb_root: Path) -> None:
+    circuit = run_mikb(kb_root, "new", "circuit", "no-paper")
+    assert circuit.returncode == 1 and "--paper" in circuit.stderr
+    assert not (kb_root / "circuits_zoo/no-paper").exists()
+    problem = run_mikb(kb_root, "new", "problem", "fx-9", "--category", "no-such-category")
+    assert problem.returncode == 1 and "unknown category 'no-such-category'" in problem.stderr
+
+
+def test_duplicate_arxiv_id_is_flagged(kb_root: Path) -> None:
+    papers = kb_root / "literature/papers.yaml"
+    papers.write_text(papers.read_text() + """  - key: roe2023again
+    title: Methods for circuits
+    authors: [Rick Roe]
+    year: 2023
+    kind: paper
+    arxiv: "2301.00001"
+    url: https://arxiv.org/abs/2301.00001
+""")
+    proc = run_mikb(kb_root, "check", "--strict")
+    assert "arxiv 2301.00001 is already registered as 'roe2023methods'" in proc.stdout
 
 
 def test_new_refuses_to_overwrite(kb_root: Path) -> None:

@@ -14,6 +14,7 @@ import networkx as nx
 from mikb.content_check import check_entry_content
 from mikb.crossref import check_cross_references
 from mikb.diagnostics import Diagnostic
+from mikb.entry_hygiene import check_entry_hygiene
 from mikb.graph import build_graph, orphan_warnings
 from mikb.loader import KnowledgeBase, load_knowledge_base
 from mikb.results_files import check_results_files
@@ -47,6 +48,6 @@ def run_check(root: Path) -> CheckResult:
     kb = load_knowledge_base(root)
     graph = build_graph(kb)
     found = [*kb.diagnostics, *check_cross_references(kb), *orphan_warnings(kb, graph),
-             *check_entry_content(kb), *check_results_files(list(kb.circuits.values()), kb.root)]
+             *check_entry_content(kb), *check_entry_hygiene(kb), *check_results_files(list(kb.circuits.values()), kb.root)]
     unique = sorted(set(found), key=lambda d: (d.path, d.line, d.col, d.message))
     return CheckResult(kb, graph, unique)

@@ -45,11 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(handler=_cmd_serve)
 
     n = sub.add_parser("new", help="scaffold a new entry")
-    n.add_argument("kind", choices=["problem", "circuit", "paper"])
-    n.add_argument("id")
-    n.add_argument("--title", default="Replace this title")
+    n.add_argument("kind", choices=["problem", "circuit", "paper"], help="what to create")
+    n.add_argument("id", help="the entry's id (problem id, circuit folder name or paper key)")
+    n.add_argument("--title", default="Replace this title", help="title (any text; written as a quoted YAML string)")
     n.add_argument("--category", help="problem category slug (default: the first category)")
-    n.add_argument("--paper", help="paper key the entry rests on (default: the category's source)")
+    n.add_argument("--paper", help="paper key the entry rests on (problems default to the category's source; "
+                                   "circuits must name one)")
     n.add_argument("--model", help="model id for a circuit (default: the first registered model)")
     n.set_defaults(handler=_cmd_new)
 
@@ -168,20 +169,34 @@ def _cmd_serve(args, root: Path) -> int:
 
 def _cmd_new(args, root: Path) -> int:
     from mikb.loader import load_knowledge_base
-    from mikb.scaffold import scaffold
+    from mikb.scaffold import next_problem_number, scaffold
 
     kb = load_knowledge_base(root)
+    if args.kind == "problem" and args.category and args.category not in kb.categories:
+        known = ", ".join(kb.categories) or "none"
+        print(f"mikb new: unknown category '{args.category}' (known: {known})", file=sys.stderr)
+        return 1
+    if args.kind == "circuit" and not args.paper:
+        print("mikb new: a circuit needs the paper it comes from: --paper KEY (see literature/papers.yaml)", file=sys.stderr)
+        return 1
+    if args.paper and args.kind != "paper" and args.paper not in kb.papers:
+        print(f"mikb new: unknown paper key '{args.paper}': register it first with `mikb new paper`", file=sys.stderr)
+        return 1
     category = args.category or next(iter(kb.categories), "uncategorised")
     paper = args.paper or (kb.categories[category].source if category in kb.categories else None) or next(iter(kb.papers), "")
     model = args.model or next(iter(kb.models), "")
+    number = None
+    if args.kind == "problem" and category in kb.categories:
+        number = next_problem_number(kb.categories[category].number, [str(p.number) for p in kb.problems.values() if p.number])
     try:
-        created = scaffold(kb.layout, args.kind, args.id, args.title, category=category, paper=paper, model=model)
+        files, done = scaffold(kb.layout, args.kind, args.id, args.title, category=category, paper=paper, model=model,
+                               number=number)
     except (FileExistsError, ValueError) as exc:
         print(f"mikb new: {exc}", file=sys.stderr)
         return 1
-    for path in created:
-        print(f"created {kb.rel(path)}")
-    print("next: edit the file(s), then run `mikb check`", file=sys.stderr)
+    for path in files:
+        print(f"{done} {kb.rel(path)}")
+    print("next: replace every placeholder, then run `mikb check --strict`", file=sys.stderr)
     return 0
 
 
