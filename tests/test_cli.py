@@ -78,3 +78,37 @@ def test_strict_check_fails_on_warnings(kb_root: Path) -> None:
     run_mikb(kb_root, "new", "paper", "uncited2026")
     assert run_mikb(kb_root, "check").returncode == 0
     assert run_mikb(kb_root, "check", "--strict").returncode == 1
+
+
+def test_sigterm_to_serve_stops_the_server(kb_root: Path) -> None:
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from conftest import write_mkdocs_config
+
+    write_mkdocs_config(kb_root)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "mikb.cli", "--root", str(kb_root), "serve", "--dev-addr",
+                             f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def listening() -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        deadline = time.monotonic() + 120
+        while not listening():
+            assert proc.poll() is None and time.monotonic() < deadline, "mikb serve never started listening"
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        time.sleep(0.5)
+        assert not listening(), "the MkDocs server outlived mikb serve"
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -162,9 +162,33 @@ def _cmd_serve(args, root: Path) -> int:
     if code:
         return code
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "serve", "--livereload", "-a", args.dev_addr,
-                           "-f", str(root / "mkdocs.yml")], cwd=root, env=env)
-    return proc.returncode
+    return _run_until_signalled([sys.executable, "-m", "mkdocs", "serve", "--livereload", "-a", args.dev_addr,
+                                 "-f", str(root / "mkdocs.yml")], cwd=root, env=env)
+
+
+def _run_until_signalled(command: list[str], *, cwd: Path, env: dict[str, str]) -> int:
+    """Run a long-lived child (the MkDocs server) and end it when this process is told to
+    stop: SIGTERM to `mikb serve` must not leave the server listening on its port."""
+    import signal
+
+    child = subprocess.Popen(command, cwd=cwd, env=env)
+
+    def stop(signum: int, _frame: object) -> None:
+        child.terminate()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        child.terminate()
+        child.wait(10)
+        return 130
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _cmd_new(args, root: Path) -> int:
