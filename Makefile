@@ -1,13 +1,21 @@
-# The two set-up commands of the README. Both install what they need on a fresh machine.
+# The two set-up commands of the README. Both install what they need on a fresh machine, into
+# a virtual environment (.venv), so they also work where the system Python is "externally
+# managed" (Debian, Ubuntu). The venv sees system site-packages: what is already installed
+# is reused, not downloaded again.
 #   make site   install everything and build the site into site/  (make serve: live preview)
 #   make test   install everything (incl. Debian's chromium) and run the whole test suite
 PYTHON ?= python3
-PIP := $(PYTHON) -m pip
-STAMP := .install-stamp
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.install-stamp
 
 .PHONY: site serve test install browser lint
 
-$(STAMP): pyproject.toml
+$(PY):
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[test]'
 	touch $(STAMP)
@@ -15,18 +23,18 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 site: install
-	mikb build
+	$(PY) -m mikb.cli build
 
 serve: install
-	mikb serve
+	$(PY) -m mikb.cli serve
 
-browser:
+browser: install
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-dejavu-core; }
-	@$(PYTHON) -c "import playwright" 2>/dev/null || $(PIP) install -q playwright
+	@$(PY) -c "import playwright" 2>/dev/null || $(PIP) install -q playwright
 
 lint: install
-	ruff check .
+	$(PY) -m ruff check .
 
 test: install browser lint
-	mikb check --strict
-	$(PYTHON) -m pytest -q --durations=15
+	$(PY) -m mikb.cli check --strict
+	$(PY) -m pytest -q --durations=15
