@@ -146,3 +146,48 @@ def test_phone_width_problem_index(browser, base_url: str) -> None:
     context.close()
     assert overflow <= 390 + 2
     assert shown >= 1
+
+
+def _column(page: Page, n: int) -> list[str]:
+    return page.eval_on_selector_all(f"#mikb-problem-table tbody tr:not([hidden]):not(.mikb-empty) td:nth-child({n})",
+                                     "cells => cells.map(c => c.textContent.trim())")
+
+
+def test_problem_index_sorts_numerically_and_filters_by_range(page: Page, base_url: str) -> None:
+    page.goto(base_url + "/problems/")
+    numbers = _column(page, 1)
+    assert numbers.index("6.7") < numbers.index("6.52") and numbers.index("1.2") < numbers.index("1.10")
+    assert "2.25" in numbers and "2.25b" in numbers  # the source's two 2.25s are told apart
+    page.click("th button[data-sort=number]")  # ascending (same as the default order)
+    page.click("th button[data-sort=number]")  # descending
+    assert page.get_attribute("th:has(button[data-sort=number])", "aria-sort") == "descending"
+    descending = _column(page, 1)
+    assert descending.index("6.52") < descending.index("6.7")
+    page.select_option("select[data-filter=difficulty]", "B")
+    marks = set(_column(page, 4))
+    assert "B" in marks and marks & {"A-B", "B-C", "B-D"} and not marks & {"A", "C", "D", "C-D", "unknown"}
+    page.check("input[data-filter=star]")
+    starred = page.locator("#mikb-problem-table tbody tr:not([hidden]):not(.mikb-empty)")
+    assert 0 < starred.count() and starred.locator(".mikb-star").count() == starred.count()
+    page.click(".mikb-filters [data-clear]")
+    assert len(_column(page, 1)) > 300 and "difficulty" not in page.url
+    page.check("input[data-filter=circuit]")
+    with_circuit = _column(page, 2)
+    assert 0 < len(with_circuit) < 100
+    page.fill("input[data-filter=text]", "zzzz-no-such-problem")
+    expect(page.locator("tr.mikb-empty")).to_be_visible()
+    page.locator("tr.mikb-empty button[data-clear]").click()
+    expect(page.locator("tr.mikb-empty")).to_be_hidden()
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_not_run_box_keeps_its_text_inside(page: Page, base_url: str) -> None:
+    page.goto(base_url + "/circuits/ioi/")
+    box = page.locator(".admonition.info", has_text="Not run").first
+    expect(box).to_be_visible()
+    text = box.inner_text()
+    assert "mikb reproduce ioi --model gpt2-small" in text
+    assert "`" not in text and "&lt;" not in text and "<circuit>" not in text
+    assert box.locator("code", has_text="mikb reproduce ioi --model gpt2-small").count() >= 1
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 392

@@ -13,12 +13,12 @@ import json
 
 from mikb.entries import Circuit, Claim
 from mikb.evidence import LABELS, METHOD_CHECK, evidence_of
-from mikb.graph import node_id
+from mikb.graph import component_node, node_id
 from mikb.reproduce.claims import judge
 from mikb.results_files import publishable_files, valid_figures
 from mikb.site.context import SiteContext
 from mikb.site.diagram import circuit_svg
-from mikb.site.md import admonition, cell, esc, fmt_value, front_matter, state_badge, status_badge
+from mikb.site.md import admonition, cell, component_anchor, esc, fmt_value, front_matter, rel_url, state_badge, status_badge
 from mikb.site.safe_html import block, code, inline, pre
 from mikb.site.writer import SiteWriter
 
@@ -47,6 +47,12 @@ def write_circuit_pages(ctx: SiteContext, out: SiteWriter) -> None:
             # results.json must not copy files of the build machine into the site).
             for path in publishable_files(circuit, model_id, res.results):
                 out.copy(f"circuits/{circuit.id}/results/{model_id}/{path.name}", path)
+
+
+def _component_url(page: str, comp) -> str:
+    """Where a diagram node links: the component's row on its model's page."""
+    node = component_node(comp.model, comp.location, comp.kind, comp.id)
+    return f"{rel_url(page, f'models/{comp.model}.md')}#{component_anchor(node)}"
 
 
 def _evidence(ctx: SiteContext, model_id: str) -> str:
@@ -89,7 +95,7 @@ def _circuit(ctx: SiteContext, c: Circuit) -> str:
         "**Models.** " + ", ".join(ctx.link(page, node_id("model", m), _model_label(ctx, m)) for m in c.models) + "\n",
         block(c.behaviour) + "\n",
         "## Diagram\n",
-        '<div class="mikb-diagram-wrap">' + circuit_svg(c) + "</div>\n",
+        '<div class="mikb-diagram-wrap">' + circuit_svg(c, lambda comp: _component_url(page, comp)) + "</div>\n",
         "## Components\n",
         "| Component | Model | Role | Notes |", "|---|---|---|---|",
     ]
@@ -178,7 +184,8 @@ def _results_section(ctx: SiteContext, c: Circuit, model_id: str) -> list[str]:
     kind = MODEL_KIND_LABELS.get(model.kind, model.kind) if model else "unknown"
     base = f"results/{model_id}"
     evidence = _evidence(ctx, model_id)
-    lines = [f"### {LABELS[evidence].capitalize()} on {esc(_model_label(ctx, model_id))} {state_badge(res.state, evidence)}\n"]
+    lines = [f"### {LABELS[evidence].capitalize()} on {esc(_model_label(ctx, model_id))}\n",
+             f"State: {state_badge(res.state, evidence)}\n"]
     if evidence == METHOD_CHECK:
         lines.append("*A method check: this model's weights were set by hand so that the circuit is known. The run "
                      "shows whether the script recovers it; it is no evidence about the paper's model.*\n")
@@ -268,7 +275,7 @@ def _failure_box(state: str, failure: dict, command: str) -> str:
     """The "not run" / "failed" box, as raw HTML so no error text or log can leave it."""
     unavailable = state == "unavailable"
     title = "Not run: the model's weights could not be obtained here" if unavailable else "The latest run failed"
-    body = [f"<p>{esc(str(failure.get('error', '')).strip())}</p>"]
+    body = [f"<p>{inline(str(failure.get('error', '')).strip())}</p>"]  # sanitised Markdown: commands show as code
     if failure.get("log_tail"):
         body.append(pre("\n".join(str(failure["log_tail"]).splitlines()[-20:])))
     where = "where the weights are available" if unavailable else "again"

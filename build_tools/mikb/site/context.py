@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -35,6 +36,7 @@ class SiteContext:
     graph: nx.MultiDiGraph
     options: SiteOptions
     _results: dict[tuple[str, str], ModelResults] = field(default_factory=dict)
+    _number_counts: Counter | None = None
 
     # -- where pages live ---------------------------------------------------------------
     @staticmethod
@@ -74,6 +76,18 @@ class SiteContext:
             return f"Source: {code(source_rel)}"
         url = f"{self.options.repo_url.rstrip('/')}/edit/{self.options.branch}/{source_rel}"
         return f'<a class="mikb-edit" href="{esc(url)}">:material-pencil: Edit this entry ({code(source_rel)})</a>'
+
+    def problem_number(self, problem) -> str:
+        """The number shown for a problem. The source numbers two problems 2.25; where numbers
+        collide, the id's own suffix (2.25b) tells them apart everywhere they are listed."""
+        if not problem.number:
+            return ""
+        if self._number_counts is None:
+            self._number_counts = Counter(p.number for p in self.kb.problems.values() if p.number)
+        if self._number_counts[problem.number] < 2:
+            return problem.number
+        tail = problem.id.split("-", 1)[-1]
+        return tail if tail.startswith(problem.number) else f"{problem.number} ({problem.id})"
 
     # -- reproduction results ------------------------------------------------------------
     def results(self, circuit: Circuit, model_id: str) -> ModelResults:

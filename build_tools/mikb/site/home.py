@@ -54,7 +54,7 @@ def write_tags(ctx: SiteContext, out: SiteWriter) -> None:
     tagged: dict[str, list[str]] = defaultdict(list)
     for p in ctx.kb.sorted_problems():
         for t in p.tags:
-            tagged[t].append(f"[{esc(p.number or p.id)} {esc(p.title)}](problems/{p.id}.md)")
+            tagged[t].append(f"[{esc(ctx.problem_number(p) or p.id)} {esc(p.title)}](problems/{p.id}.md)")
     for c in ctx.kb.circuits.values():
         for t in c.tags:
             tagged[t].append(f"[{esc(c.name)}](circuits/{c.id}/index.md) (circuit)")

@@ -96,6 +96,11 @@ def rel_url(from_page: str, to_page: str) -> str:
     return "./" if out == "." else out + "/"
 
 
+def component_anchor(component_node_id: str) -> str:
+    """The anchor of a component on its model's page (``component:gpt2-small:9.9`` -> ``9-9``)."""
+    return component_node_id.split(":")[-1].replace(".", "-").replace("*", "any")
+
+
 def rel_asset(from_page: str, asset: str) -> str:
     """Relative URL from a page's rendered location to a static file in the site."""
     start = page_url(from_page) or "."

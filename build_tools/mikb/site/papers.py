@@ -8,7 +8,7 @@ from urllib.parse import quote
 from mikb.entries import Paper
 from mikb.graph import incoming, node_id
 from mikb.site.context import SiteContext
-from mikb.site.md import cell, esc, front_matter, status_badge
+from mikb.site.md import cell, component_anchor, esc, front_matter, status_badge
 from mikb.site.safe_html import block, code, inline, link
 from mikb.site.writer import SiteWriter
 
@@ -105,7 +105,7 @@ def write_model_pages(ctx: SiteContext, out: SiteWriter) -> None:
             for comp in comps:
                 roles = ctx.graph.nodes[comp].get("roles", {})
                 text = "; ".join(f"{inline(r)} ({ctx.link(page, node_id('circuit', cid), cid)})" for cid, r in sorted(roles.items()))
-                anchor = esc(comp.split(':')[-1].replace('.', '-').replace('*', 'any'))
+                anchor = esc(component_anchor(comp))
                 body.append(f"| <span id=\"{anchor}\"></span>{code(ctx.graph.nodes[comp]['label'])} | {cell(text)} |")
         if m.references:
             body += ["", "## References\n"] + [f"- {ctx.paper_link(page, k)}" for k in m.references]

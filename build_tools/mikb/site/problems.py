@@ -62,36 +62,62 @@ def problem_table(ctx: SiteContext, page: str, problems: list[Problem], *, table
         return f'<option value="">{esc(everything)}</option>' + "".join(
             f'<option value="{esc(v)}">{esc(label)}</option>' for v, label in values)
 
+    difficulty_letters = [(d, d) for d in ("A", "B", "C", "D")] + [("unknown", "unknown")]
     controls = [
         f'<div class="mikb-filters" data-table="{table_id}">',
-        '<input type="search" data-filter="text" placeholder="Filter by words in the title or summary" aria-label="Filter by words">',
+        '<input type="search" data-filter="text" placeholder="Search titles, summaries, tags" aria-label="Search problems">',
     ]
     if show_category:
         controls.append(f'<select data-filter="category" aria-label="Category">{options([(s, c.name) for s, c in cats.items()], "All categories")}</select>')
     controls += [
-        f'<select data-filter="difficulty" aria-label="Difficulty">{options([(d, d) for d in _difficulties(problems)], "Any difficulty")}</select>',
+        # A letter matches every range that includes it: B finds A-B, B, B-C and B-D.
+        f'<select data-filter="difficulty" aria-label="Difficulty">{options(difficulty_letters, "Any difficulty")}</select>',
         f'<select data-filter="status" aria-label="Status">{options(list(STATUS_LABELS.items()), "Any status")}</select>',
         f'<select data-filter="tags" aria-label="Tag">{options([(t, t) for t in tags], "Any tag")}</select>',
+        '<label class="mikb-check"><input type="checkbox" data-filter="star" value="1"> ★ starred</label>',
+        '<label class="mikb-check"><input type="checkbox" data-filter="circuit" value="1"> has a circuit</label>',
+        '<button type="button" class="mikb-clear" data-clear>Clear filters</button>',
         '<span class="mikb-count" aria-live="polite"></span>',
         "</div>",
     ]
-    head = "<th>#</th><th>Problem</th>" + ("<th>Category</th>" if show_category else "") + "<th>Difficulty</th><th>Status</th>"
+    sortable = [("number", "#"), ("title", "Problem")] + ([("category", "Category")] if show_category else []) + [
+        ("difficulty", "Difficulty"), ("status", "Status")]
+    head = "".join(f'<th aria-sort="none"><button type="button" data-sort="{key}">{label}</button></th>' for key, label in sortable)
     rows = []
     for p in problems:
         words = " ".join([p.title, p.summary, p.subcategory or "", " ".join(p.tags)]).lower()
         category_name = cats[p.category].name if p.category in cats else p.category
         star = ' <span class="mikb-star" title="starred by the source">★</span>' if p.priority == "starred" else ""
+        has_circuit = bool(incoming(ctx.graph, node_id("problem", p.id), "addresses", "circuit"))
+        number = ctx.problem_number(p)
         rows.append(
             f'<tr data-category="{esc(p.category)}" data-difficulty="{esc(p.difficulty)}" data-status="{esc(p.status)}" '
-            f'data-tags="{esc(" ".join(p.tags))}" data-text="{esc(words)}">'
-            f"<td>{esc(p.number or '')}</td>"
+            f'data-tags="{esc(" ".join(p.tags))}" data-text="{esc(words)}" data-star="{1 if p.priority == "starred" else ""}" '
+            f'data-circuit="{1 if has_circuit else ""}" data-sort-number="{esc(_number_sort_key(number))}" '
+            f'data-sort-title="{esc(p.title.lower())}" data-sort-category="{esc(category_name.lower())}" '
+            f'data-sort-difficulty="{esc(_difficulty_sort_key(p.difficulty))}" data-sort-status="{list(STATUS_LABELS).index(p.status) if p.status in STATUS_LABELS else 9}">'
+            f"<td>{esc(number)}</td>"
             f'<td><a href="{esc(rel_url(page, problem_page(p)))}">{esc(p.title)}</a>{star}</td>'
             + (f'<td><a href="{esc(rel_url(page, category_page(p.category)))}">{esc(category_name)}</a></td>' if show_category else "")
             + f"<td>{esc(p.difficulty)}</td><td>{status_badge(p.status)}</td></tr>"
         )
+    rows.append(f'<tr class="mikb-empty" hidden><td colspan="{len(sortable)}">No problem matches these filters. '
+                '<button type="button" data-clear>Clear filters</button></td></tr>')
     table = (f'<div class="mikb-table-wrap"><table class="mikb-problems" id="{table_id}"><thead><tr>{head}</tr></thead><tbody>'
              + "\n".join(rows) + "</tbody></table></div>")
     return "\n".join(controls) + "\n\n" + table + "\n"
+
+
+def _number_sort_key(number: str) -> str:
+    """Zero-padded parts, so that a plain string sort orders 6.7 before 6.52 and 2.25 before 2.25b."""
+    if not number:
+        return "~"
+    parts = re.findall(r"\d+|[a-z]+", number.lower())
+    return ".".join(p.zfill(5) if p.isdigit() else p for p in parts)
+
+
+def _difficulty_sort_key(difficulty: str) -> str:
+    return "~" if difficulty == "unknown" else difficulty
 
 
 def _index(ctx: SiteContext, problems: list[Problem]) -> str:
@@ -139,6 +165,7 @@ def _category(ctx: SiteContext, category, members: list[Problem]) -> str:
 def _problem(ctx: SiteContext, p: Problem) -> str:
     page = problem_page(p)
     me = node_id("problem", p.id)
+    number = ctx.problem_number(p)
     cat = ctx.kb.categories.get(p.category)
     cat_link = f"[{esc(cat.name)}](category/{p.category}.md)" if cat else esc(p.category)
     facts = [
@@ -151,8 +178,8 @@ def _problem(ctx: SiteContext, p: Problem) -> str:
     if p.tags:
         facts.append(("Tags", " ".join(tag_link("../tags.md", t) for t in p.tags)))
     lines = [
-        front_matter(title=f"{p.number + ' ' if p.number else ''}{p.title}", tags=p.tags, mikb_source=ctx.kb.rel(p.doc.path)),
-        f"# {esc(p.number + ' · ') if p.number else ''}{esc(p.title)}\n",
+        front_matter(title=f"{number + ' ' if number else ''}{p.title}", tags=p.tags, mikb_source=ctx.kb.rel(p.doc.path)),
+        f"# {esc(number + ' · ') if number else ''}{esc(p.title)}\n",
         "| | |\n|---|---|\n" + "\n".join(f"| {k} | {cell(v)} |" for k, v in facts) + "\n",
         "## Summary\n",
         block(p.summary) + "\n",
