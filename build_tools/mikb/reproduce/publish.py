@@ -128,26 +128,24 @@ def recover(outputs_dir: Path, folder: str) -> list[str]:
     """Restore or clean what killed runs left behind; call it holding the folder's lock.
 
     Where ``results/<folder>/`` is missing (a run killed between the fallback's two renames),
-    a complete ``.old-*`` copy is put back, else the newest complete staging folder (a run
-    killed after finishing, before publishing its first results). Only then is anything
-    deleted, and only because a complete copy is in place: the only copy of good results is
-    never deleted. Returns what was done, for the log.
+    a complete ``.old-*`` copy is put back (what was in place before), else the newest
+    complete staging folder (a run killed after finishing, before publishing its first
+    results). Incomplete leftovers are deleted; complete ones only once a complete copy is in
+    place, so the only copy of good results is never deleted. Returns what was done, for the log.
     """
     final = outputs_dir / folder
     found = leftovers(outputs_dir, folder)
+    complete = [p for p in found if is_complete(p)]
     done: list[str] = []
-    if not final.exists():
-        complete = [p for p in found if is_complete(p)]
+    if not final.exists() and complete:
         olds = [p for p in complete if p.name.startswith(".old-")]
-        chosen = (olds or sorted(complete, key=lambda p: p.stat().st_mtime))[-1:] if complete else []
-        for path in chosen:
-            path.rename(final)
-            found.remove(path)
-            done.append(f"restored {folder}/ from {path.name} (left by a killed run)")
-    if final.exists():
-        for path in found:
-            shutil.rmtree(path, ignore_errors=True)
-            done.append(f"removed {path.name} (left by a killed run)")
+        chosen = (olds or sorted(complete, key=lambda p: p.stat().st_mtime))[-1]
+        chosen.rename(final)
+        found.remove(chosen)
+        done.append(f"restored {folder}/ from {chosen.name} (left by a killed run)")
+    for path in found:  # final is complete now, or no leftover was
+        shutil.rmtree(path, ignore_errors=True)
+        done.append(f"removed {path.name} (left by a killed run)")
     return done
 
 
