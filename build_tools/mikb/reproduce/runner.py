@@ -167,6 +167,9 @@ def reproduce(
 
 
 def _why_due(final: Path, previous: dict[str, Any] | None) -> str:
+    failure = read_json(final / FAILURE_FILE)
+    if failure and failure.get("status") == "unavailable":
+        return "the model's weights were unavailable at the last attempt (see failure.json)"
     if (final / FAILURE_FILE).exists():
         return "the last run failed or could not run (see failure.json)"
     if previous is None:
