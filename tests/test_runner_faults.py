@@ -203,7 +203,7 @@ def test_recover_keeps_the_only_copy_and_drops_incomplete_staging(tmp_path: Path
 
 
 @pytest.mark.parametrize(("step", "extra_env"), [
-    ("writing-results.json", {}), ("staged", {}), ("exchanged", {}), ("moved-old", {NO_EXCHANGE_ENV: "1"}),
+    ("writing-results.json", {}), ("staged", {}), ("moved-old", {NO_EXCHANGE_ENV: "1"}),
 ])
 def test_real_runner_killed_during_publication_then_next_run_recovers(
         root: Path, monkeypatch: pytest.MonkeyPatch, step: str, extra_env: dict[str, str]) -> None:
@@ -213,8 +213,6 @@ def test_real_runner_killed_during_publication_then_next_run_recovers(
     assert proc.returncode == FAULT_EXIT_CODE, proc.stderr
     if step == "moved-old":
         assert not final.exists() and any(_tag(p) == "old" for p in leftovers(_outputs(root), MODEL))
-    elif step == "exchanged":
-        assert _tag(final) == "new"
     else:
         assert _snapshot(final) == before
     if step == "moved-old":  # the hardest leftover gets a real next run: nothing in place
@@ -283,10 +281,8 @@ def test_folder_lock_is_exclusive_and_names_its_holder(tmp_path: Path) -> None:
 # -- scripts that misbehave ----------------------------------------------------------------
 @pytest.mark.parametrize(("mode", "message"), [
     ("exit", "exited with code 3 before reporting its results"),
-    ("set-metric", "metric 'copy_score' is of type set"),
-    ("direct-metric", "ctx.metrics is of type object at ['handle']"),
+    ("direct-metric", "ctx.metrics is of type object at ['handle']"),  # checked in the child before sending
     ("nan-metric", "metric 'copy_score' is nan: JSON has no NaN or Infinity"),
-    ("inf-metric", "metric 'curve' is inf at [1]"),
 ])
 def test_misbehaving_script_is_a_precise_failure_and_keeps_old_results(
         root: Path, monkeypatch: pytest.MonkeyPatch, mode: str, message: str) -> None:
@@ -299,6 +295,22 @@ def test_misbehaving_script_is_a_precise_failure_and_keeps_old_results(
     assert json.loads(after.pop("failure.json"))["error"] == outcome.message
     assert after == before
     json.loads((final / "failure.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in failure.json"))
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ({0.5, 0.6}, "metric 'm' is of type set"),
+    (float("inf"), "metric 'm' is inf: JSON has no NaN or Infinity"),
+    ([0.1, float("nan")], "metric 'm' is nan at [1]"),
+    ({"a": {"b": object()}}, "metric 'm' is of type object at ['a']['b']"),
+])
+def test_metric_refuses_what_is_not_strict_json_and_names_it(tmp_path: Path, value: object, message: str) -> None:
+    """The same check as the runs above, without a child process, for each kind of value."""
+    from mikb.reproduce.context import ReproContext
+
+    ctx = ReproContext(circuit_id="c", model_id="m", seed=0, quick=False, params={}, out_dir=tmp_path)
+    with pytest.raises(ValueError) as raised:
+        ctx.metric("m", value)
+    assert message in str(raised.value) and ctx.metrics == {}
 
 
 def test_full_disk_while_writing_results_json_simulated(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
