@@ -39,7 +39,7 @@ def main() -> None:
         for circuit, model in RUNS:
             outcome = reproduce(kb, circuit, model, quick=not args.full, show_progress=False)
             prov = {}
-            results = root / "circuits_zoo" / circuit / "results" / model / "results.json"
+            results = outcome.folder / "results.json"  # results/<model>.quick/ for quick runs
             if results.is_file():
                 prov = json.loads(results.read_text())["provenance"]
             print(f"{circuit:28} {'full' if args.full else 'quick':6} {outcome.wall_time_s:8.1f} "

@@ -30,7 +30,8 @@ def _quick(tmp_path: Path, circuit: str, model: str) -> dict:
     root = _scratch(tmp_path, circuit)
     outcome = reproduce(load_knowledge_base(root), circuit, model, quick=True, show_progress=False)
     assert outcome.status == "ok", outcome.message
-    return json.loads((root / "circuits_zoo" / circuit / "results" / model / "results.json").read_text())
+    assert outcome.folder == root / "circuits_zoo" / circuit / "results" / f"{model}.quick"  # never the full results
+    return json.loads((outcome.folder / "results.json").read_text())
 
 
 def test_induction_heads_form_in_a_quick_run(tmp_path: Path) -> None:

@@ -261,24 +261,39 @@ def _cmd_linkcheck(args, root: Path) -> int:
     return 1 if broken else 0
 
 
+def _reproduce_jobs(args, kb) -> list[tuple[str, str | None]] | str:
+    """The (circuit, model) pairs to run, or why the request is malformed."""
+    from mikb.reproduce.runner import ReproError, load_script
+
+    if args.all and args.circuit:
+        return (f"give a circuit id or --all, not both (--all runs every circuit; "
+                f"to run only {args.circuit}: mikb reproduce {args.circuit})")
+    if args.circuit:
+        return [(args.circuit, args.model)]
+    if not args.all:
+        return "give a circuit id or --all"
+    jobs: list[tuple[str, str | None]] = []
+    for cid, circuit in sorted(kb.circuits.items()):
+        try:
+            models = load_script(circuit.script_path).SPEC.models
+        except ReproError as exc:
+            print(f"{cid}: {exc}", file=sys.stderr)
+            continue
+        jobs += [(cid, m) for m in models if not args.model or m == args.model]
+    return jobs
+
+
 def _cmd_reproduce(args, root: Path) -> int:
+    """Exit codes: 0 ok, 1 a run failed or was refused, 2 a malformed request, 3 a model's
+    weights are unavailable (single run), 128 + signal number when interrupted (130: Ctrl-C)."""
     from mikb.loader import load_knowledge_base
-    from mikb.reproduce.runner import ReproError, load_script, reproduce
+    from mikb.reproduce.runner import ReproError, reproduce
+    from mikb.reproduce.supervise import forward_signals, interrupted
 
     kb = load_knowledge_base(root)
-    if args.all:
-        jobs = []
-        for cid, circuit in sorted(kb.circuits.items()):
-            try:
-                models = load_script(circuit.script_path).SPEC.models
-            except ReproError as exc:
-                print(f"{cid}: {exc}", file=sys.stderr)
-                continue
-            jobs += [(cid, m) for m in models if not args.model or m == args.model]
-    elif args.circuit:
-        jobs = [(args.circuit, args.model)]
-    else:
-        print("mikb reproduce: give a circuit id or --all", file=sys.stderr)
+    jobs = _reproduce_jobs(args, kb)
+    if isinstance(jobs, str):
+        print(f"mikb reproduce: {jobs}", file=sys.stderr)
         return 2
 
     def one(job):
@@ -290,21 +305,23 @@ def _cmd_reproduce(args, root: Path) -> int:
         except ReproError as exc:
             return exc
 
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    # Handlers in the main thread: the worker threads' children are ended on SIGINT/SIGTERM.
+    with forward_signals(), ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         outcomes = list(pool.map(one, jobs))
+        signum = interrupted()
     code = 0
     for _job, outcome in zip(jobs, outcomes, strict=True):
         if isinstance(outcome, Exception):
             print(f"mikb reproduce: {outcome}", file=sys.stderr)
-            code = 1
+            code = code or 1
             continue
         took = "" if outcome.status in ("cached", "due") else f" ({outcome.wall_time_s:.1f} s)"
-        print(f"{outcome.circuit_id} on {outcome.model_id}: {outcome.status}{took} — {outcome.message}")
+        print(f"{outcome.circuit_id} on {outcome.model_id} [{outcome.mode}]: {outcome.status}{took} — {outcome.message}")
         if outcome.status == "failed":
             code = 1
         elif outcome.status == "unavailable" and not args.all:
-            code = 3
-    return code
+            code = code or 3
+    return 128 + signum if signum else code
 
 
 if __name__ == "__main__":

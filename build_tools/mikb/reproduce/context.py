@@ -12,6 +12,7 @@ whose provenance the runner recorded.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import time
@@ -28,7 +29,9 @@ class ModelUnavailable(RuntimeError):
 
     The message must say what is missing and how to run the script where it is available;
     the runner records the run as ``unavailable`` (shown as "not run" on the site), never as
-    a result.
+    a result. A loader shared by several scripts cannot know which circuit it serves, so the
+    runner completes the message: ``mikb reproduce <circuit> ...`` becomes the run's exact
+    command, and any other ``<circuit>`` or ``<model>`` the run's ids.
     """
 
 
@@ -97,8 +100,18 @@ class ReproContext:
 
     # -- reporting --------------------------------------------------------------------
     def metric(self, name: str, value: Any) -> None:
-        """Record one metric; claims in the entry name metrics by this key."""
-        self.metrics[name] = _jsonable(value)
+        """Record one metric; claims in the entry name metrics by this key.
+
+        The value must become valid JSON (numbers, strings, booleans, None, lists, dicts;
+        tensors and numpy values are converted). NaN and infinities are refused here, naming
+        the metric, rather than when results.json is written: JSON has no NaN, and the line
+        of the script that produced it is on this call's traceback.
+        """
+        converted = _jsonable(value)
+        problem = json_problem(converted)
+        if problem:
+            raise ValueError(f"metric {name!r} {problem}")
+        self.metrics[name] = converted
 
     def set_weights_source(self, source: str) -> None:
         """Say where the model's weights came from (trained here / planted / downloaded)."""
@@ -154,10 +167,19 @@ class ReproContext:
         return path
 
     def save_json(self, name: str, obj: Any) -> Path:
-        """Save an auxiliary JSON artefact (e.g. edge scores) next to the results."""
+        """Save an auxiliary JSON artefact (e.g. edge scores) next to the results.
+
+        NaN and infinities become null (a path-patching grid marks undefined cells with NaN;
+        JSON has no NaN and the site's reader would reject the file); other non-JSON values
+        are an error naming the file.
+        """
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / name
-        path.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
+        converted = _finite_or_none(_jsonable(obj))
+        problem = json_problem(converted)
+        if problem:
+            raise ValueError(f"save_json({name!r}): the object {problem}")
+        path.write_text(json.dumps(converted, indent=2, sort_keys=True, allow_nan=False) + "\n")
         return path
 
     @property
@@ -176,6 +198,40 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
     return value
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def json_problem(value: Any, where: str = "") -> str | None:
+    """Why ``value`` (after conversion) cannot be written as strict JSON, naming where inside
+    it (``[2]['loss']``), or None. Used on every metric, and again on everything the child
+    sends, because a script may also assign ``ctx.metrics[...]`` directly."""
+    at = f" at {where}" if where else ""
+    if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"is {value!r}{at}: JSON has no NaN or Infinity (report a finite number, or None for 'undefined')"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"has a key of type {type(key).__name__}{at}: JSON keys are strings"
+            found = json_problem(item, f"{where}[{key!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = json_problem(item, f"{where}[{index}]")
+            if found:
+                return found
+        return None
+    return f"is of type {type(value).__name__}{at}, which is not JSON (use numbers, strings, booleans, None, lists, dicts)"

@@ -62,6 +62,8 @@ def resolve_device(requested: str, supported: tuple[str, ...]) -> str:
     explicit ``cuda`` that cannot be honoured is an error rather than a silent CPU run,
     because the two give different timings and (slightly) different numbers.
     """
+    if requested == "cpu" and "cpu" in supported:
+        return "cpu"  # without importing torch: it is most of the runner's start-up time
     import torch
 
     has_cuda = torch.cuda.is_available()

@@ -3,6 +3,8 @@
 Layout per circuit and model: ``<circuit>/results/<model>/results.json`` (the last good run),
 figures beside it, ``log.txt``, and ``failure.json`` when the most recent attempt failed or
 the model's weights could not be obtained (the previous good results stay untouched).
+Quick (``--quick``, CI-sized) runs publish to ``<circuit>/results/<model>.quick/`` instead,
+which git ignores; the site reads the full results only.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def load_model_results(circuit: Circuit, model_id: str) -> ModelResults:
+    """The full-run results of one circuit on one model, as the site shows them (never the
+    ``<model>.quick/`` folder: a CI-sized run is not the result an entry's claims rest on)."""
     folder = circuit.outputs_dir / model_id
     found = ModelResults(circuit.id, model_id, folder, read_json(folder / RESULTS_FILE), read_json(folder / FAILURE_FILE))
     if found.results:
@@ -75,6 +79,8 @@ def load_model_results(circuit: Circuit, model_id: str) -> ModelResults:
 def stale_reasons(circuit: Circuit, results: dict[str, Any]) -> list[str]:
     prov = results.get("provenance", {})
     reasons = []
+    if results.get("quick"):  # published where full results belong, by a runner before the split
+        reasons.append("these are quick (CI-sized) results; run without --quick for the full results")
     if circuit.script_path.is_file() and prov.get("script_sha256") != script_sha256(circuit.script_path):
         reasons.append("the reproduction script or the mikb code it uses changed since this run")
     if circuit.doc and prov.get("entry_sha256") != file_sha256(circuit.doc.path):

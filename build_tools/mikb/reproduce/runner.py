@@ -1,24 +1,29 @@
 """`mikb reproduce`: run a circuit's script for one model and publish its results atomically.
 
-The script runs in a child process (so a timeout or a crash cannot take the runner down, and
-so a killed run leaves nothing half-written). It writes into a fresh staging folder; only a
-run that finishes is swapped into ``results/<model>/`` in one rename. A failed run writes
-``failure.json`` next to the previous good results instead of replacing them. Runs are keyed
-by a hash of script, entry, model, seed, mode and parameters: an unchanged key is not re-run.
+The script runs in a child process (:mod:`mikb.reproduce.supervise`: a timeout, a crash or an
+interruption cannot take the runner down or leave the child running). It writes into a fresh
+staging folder; only a run that finishes, and whose results were all written, is published
+over ``results/<model>/`` (:mod:`mikb.reproduce.publish`: old or new results complete in
+place at every instant). A failed run writes ``failure.json`` next to the previous good
+results instead of replacing them; an interrupted one writes nothing. Runs are keyed by a hash
+of script, entry, model, seed, mode and parameters: an unchanged key is not re-run. Quick runs
+have their own folder, ``results/<model>.quick/``.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
-import multiprocessing as mp
 import os
+import re
 import shutil
 import sys
 import time
 import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -26,7 +31,7 @@ from typing import Any
 from mikb.atomic import write_text_atomic
 from mikb.loader import KnowledgeBase
 from mikb.reproduce.claims import judge
-from mikb.reproduce.context import ModelUnavailable, ReproContext, ScriptSpec
+from mikb.reproduce.context import ModelUnavailable, ReproContext, ScriptSpec, json_problem
 from mikb.reproduce.fingerprint import file_sha256, run_key, script_sha256
 from mikb.reproduce.provenance import (
     device_description,
@@ -34,7 +39,17 @@ from mikb.reproduce.provenance import (
     package_versions,
     resolve_device,
 )
+from mikb.reproduce.publish import (
+    FolderLock,
+    LockHeld,
+    fault_point,
+    fsync_tree,
+    publish,
+    recover,
+    staging_path,
+)
 from mikb.reproduce.results import FAILURE_FILE, LOG_FILE, RESULTS_FILE, read_json
+from mikb.reproduce.supervise import forward_signals, interrupted, prepare_child, run_child
 
 DEFAULT_SEED = 0
 
@@ -47,10 +62,16 @@ class ReproError(Exception):
 class RunOutcome:
     circuit_id: str
     model_id: str
-    status: str  # ok | failed | unavailable | cached | due (a dry run that would run)
+    status: str  # ok | failed | unavailable | interrupted | cached | due (a dry run that would run)
     message: str
     folder: Path
     wall_time_s: float = 0.0
+    quick: bool = False
+    signum: int | None = None  # the signal behind an interruption
+
+    @property
+    def mode(self) -> str:
+        return "quick" if self.quick else "full"
 
 
 def load_script(path: Path) -> ModuleType:
@@ -76,6 +97,13 @@ def resolve_params(spec: ScriptSpec, quick: bool, overrides: dict[str, Any] | No
         params.update(spec.quick_params)
     params.update(overrides or {})
     return params
+
+
+def results_folder_name(model_id: str, quick: bool) -> str:
+    """Full runs publish to ``results/<model>/`` (what the site shows and what is committed);
+    quick runs to ``results/<model>.quick/`` (git-ignored), so a CI-sized check never
+    replaces the full results. Model ids cannot contain a dot, so the names cannot collide."""
+    return f"{model_id}.quick" if quick else model_id
 
 
 def reproduce(
@@ -115,84 +143,178 @@ def reproduce(
     script_hash = script_sha256(circuit.script_path)
     entry_hash = file_sha256(circuit.doc.path)
     key = run_key(script_hash, entry_hash, model_id, seed, quick, run_params, device)
-    final = circuit.outputs_dir / model_id
+    folder = results_folder_name(model_id, quick)
+    final = circuit.outputs_dir / folder
+    mode = "quick" if quick else "full"
+    outcome = partial(RunOutcome, circuit_id, model_id, folder=final, quick=quick)
     previous = read_json(final / RESULTS_FILE)
     if not force and previous and previous.get("provenance", {}).get("cache_key") == key and not (final / FAILURE_FILE).exists():
-        return RunOutcome(circuit_id, model_id, "cached", "unchanged script, entry and parameters: not re-run (use --force)", final)
+        return outcome("cached", f"{mode} results current: unchanged script, entry and parameters; not re-run (use --force)")
     if dry_run:
-        if (final / FAILURE_FILE).exists():
-            why = "the last run failed or could not run (see failure.json)"
-        elif previous is None:
-            why = "no results yet"
-        else:
-            why = "results are from another script, entry, parameters or device"
-        return RunOutcome(circuit_id, model_id, "due", why, final)
+        return outcome("due", f"{mode} run due: {_why_due(final, previous)}")
+    run = _Run(kb, circuit, model_id, seed, quick, run_params, device, key, script_hash, entry_hash, final)
+    try:
+        with forward_signals(), FolderLock(circuit.outputs_dir, folder):
+            if interrupted():  # --all after a Ctrl-C: start nothing more
+                return outcome("interrupted", "not started: the runner was interrupted", signum=interrupted())
+            for action in recover(circuit.outputs_dir, folder):
+                print(f"mikb reproduce: {circuit_id} on {model_id}: {action}", file=sys.stderr)
+            return run.execute(timeout_s or spec.timeout_s, show_progress, outcome)
+    except LockHeld as held:
+        who = f"pid {held.pid}" if held.pid else "another process"
+        raise ReproError(f"another mikb reproduce ({who}) is running {circuit_id} on {model_id} ({mode} run); "
+                         f"wait for it to finish, or stop it (lock: {kb.rel(circuit.outputs_dir / f'.{folder}.lock')})") from None
 
-    for leftover in circuit.outputs_dir.glob(f".staging-{model_id}-*") if circuit.outputs_dir.is_dir() else []:
-        shutil.rmtree(leftover, ignore_errors=True)  # from a run that was killed
-    staging = circuit.outputs_dir / f".staging-{model_id}-{os.getpid()}"
-    staging.mkdir(parents=True)
-    model = kb.models.get(model_id)
-    # The code the run starts from (not what HEAD is when it ends); other runs' outputs do not count.
-    commit, dirty = git_state(kb.root, ignore=[c.outputs_dir for c in kb.circuits.values()])
-    started = datetime.now(UTC)
-    t0 = time.monotonic()
-    job = {
-        "script": str(circuit.script_path), "circuit_id": circuit_id, "model_id": model_id, "seed": seed,
-        "quick": quick, "params": run_params, "out_dir": str(staging), "show_progress": show_progress,
-        "device": device,
-    }
-    status, payload = _run_in_child(job, timeout_s or spec.timeout_s)
-    wall = time.monotonic() - t0
-    provenance = {
-        "model_id": model_id, "model_kind": model.kind if model else "unknown",
-        "weights_source": payload.get("weights_source"), "seed": seed,
-        "script": kb.rel(circuit.script_path), "script_sha256": script_hash, "entry_sha256": entry_hash,
-        "git_commit": commit, "git_dirty": dirty, "packages": package_versions(),
-        "device": device_description(device), "wall_time_s": round(wall, 2),
-        "peak_rss_mb": payload.get("peak_rss_mb"),
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": _command(circuit_id, model_id, seed, quick, device), "cache_key": key,
-    }
-    log_text = payload.get("log", "")
-    if status != "ok":
-        shutil.rmtree(staging, ignore_errors=True)
+
+def _why_due(final: Path, previous: dict[str, Any] | None) -> str:
+    failure = read_json(final / FAILURE_FILE)
+    if failure and failure.get("status") == "unavailable":
+        return "the model's weights were unavailable at the last attempt (see failure.json)"
+    if (final / FAILURE_FILE).exists():
+        return "the last run failed or could not run (see failure.json)"
+    if previous is None:
+        return "no results yet"
+    return "results are from another script, entry, parameters or device"
+
+
+@dataclass
+class _Run:
+    """One run past the cache check: child, staging, failure record and publication."""
+
+    kb: KnowledgeBase
+    circuit: Any
+    model_id: str
+    seed: int
+    quick: bool
+    params: dict[str, Any]
+    device: str
+    key: str
+    script_hash: str
+    entry_hash: str
+    final: Path
+
+    def execute(self, timeout_s: int, show_progress: bool, outcome: Any) -> RunOutcome:
+        circuit_id, outputs = self.circuit.id, self.circuit.outputs_dir
+        staging = staging_path(outputs, self.final.name)
+        staging.mkdir(parents=True)
+        try:
+            model = self.kb.models.get(self.model_id)
+            # The code the run starts from (not what HEAD is when it ends); other runs' outputs do not count.
+            commit, dirty = git_state(self.kb.root, ignore=[c.outputs_dir for c in self.kb.circuits.values()])
+            started = datetime.now(UTC)
+            t0 = time.monotonic()
+            job = {
+                "script": str(self.circuit.script_path), "circuit_id": circuit_id, "model_id": self.model_id,
+                "seed": self.seed, "quick": self.quick, "params": self.params, "out_dir": str(staging),
+                "show_progress": show_progress, "device": self.device,
+            }
+            status, payload = run_child(_child_main, job, timeout_s)
+            wall = time.monotonic() - t0
+            command = _command(circuit_id, self.model_id, self.seed, self.quick, self.device)
+            provenance = {
+                "model_id": self.model_id, "model_kind": model.kind if model else "unknown",
+                "weights_source": payload.get("weights_source"), "seed": self.seed,
+                "script": self.kb.rel(self.circuit.script_path), "script_sha256": self.script_hash,
+                "entry_sha256": self.entry_hash, "git_commit": commit, "git_dirty": dirty,
+                "packages": package_versions(), "device": device_description(self.device),
+                "wall_time_s": round(wall, 2), "peak_rss_mb": payload.get("peak_rss_mb"),
+                "started_at": started.isoformat(timespec="seconds"),
+                "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "command": command, "cache_key": self.key,
+            }
+            if status == "interrupted":
+                return outcome(status, f"{payload['error']}: nothing published, previous results untouched", wall_time_s=wall,
+                               signum=payload.get("signum"))
+            if status == "unavailable":
+                payload["error"] = complete_unavailable(payload.get("error", ""), circuit_id, self.model_id, command)
+            if status == "ok":
+                results, problem = self._results(payload, provenance)
+                if problem is None:
+                    problem = _write_staging(staging, results, payload.get("log", ""))
+                if problem is None:
+                    fsync_tree(staging)
+                    fault_point("staged")
+                    publish(staging, self.final)
+                    return outcome("ok", _claims_message(results["claims"]), wall_time_s=wall)
+                status, payload = "failed", {**payload, "error": problem}
+            note = self._record_failure(status, payload, provenance)
+            return outcome(status, payload.get("error", "") + note, wall_time_s=wall)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _results(self, payload: dict[str, Any], provenance: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        metrics = payload["metrics"]
+        problem = json_problem(metrics)
+        if problem:  # the child checks too; this guards what only the parent adds
+            return {}, f"metrics {problem}"
+        verdicts = [judge(claim, self.model_id, metrics).as_dict() for claim in self.circuit.claims]
+        results = {
+            "schema_version": 1, "circuit": self.circuit.id, "model": self.model_id, "status": "ok",
+            "quick": self.quick, "seed": self.seed, "device": self.device, "params": self.params,
+            "metrics": metrics, "claims": verdicts, "figures": payload["figures"], "notes": payload["notes"],
+            "provenance": provenance,
+        }
+        problem = json_problem(results)
+        return results, (f"results.json {problem}" if problem else None)
+
+    def _record_failure(self, status: str, payload: dict[str, Any], provenance: dict[str, Any]) -> str:
+        """Write failure.json beside the previous results (which stay); returns a note for the
+        message when it was left as it was or could not be written."""
+        log_text = payload.get("log", "")
         failure = {
-            "status": status, "circuit": circuit_id, "model": model_id, "error": payload.get("error", ""),
+            "status": status, "circuit": self.circuit.id, "model": self.model_id, "error": payload.get("error", ""),
             "log_tail": "\n".join((log_text + payload.get("traceback", "")).splitlines()[-30:]),
             "finished_at": provenance["finished_at"], "provenance": provenance,
         }
-        write_text_atomic(final / FAILURE_FILE, json.dumps(failure, indent=2, sort_keys=True) + "\n")
-        return RunOutcome(circuit_id, model_id, status, payload.get("error", ""), final, wall)
+        if same_failure(read_json(self.final / FAILURE_FILE), failure):
+            return " (unchanged failure.json left as it was)"
+        try:
+            write_text_atomic(self.final / FAILURE_FILE, json.dumps(failure, indent=2, sort_keys=True) + "\n")
+        except OSError as exc:
+            return f" (failure.json could not be written either: {_os_error_text(exc, FAILURE_FILE)})"
+        return ""
 
-    metrics = payload["metrics"]
-    verdicts = [judge(claim, model_id, metrics).as_dict() for claim in circuit.claims]
-    results = {
-        "schema_version": 1, "circuit": circuit_id, "model": model_id, "status": "ok", "quick": quick,
-        "seed": seed, "device": device, "params": run_params, "metrics": metrics, "claims": verdicts,
-        "figures": payload["figures"], "notes": payload["notes"], "provenance": provenance,
-    }
-    (staging / RESULTS_FILE).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    (staging / LOG_FILE).write_text(log_text)
-    _publish(staging, final)
+
+def same_failure(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Whether a new failure record says nothing the committed one does not: same status, same
+    error, same cache key. Rewriting it would only change timestamps, and dirty a clean tree
+    on every offline attempt of a model whose weights are not here."""
+    if not old:
+        return False
+    return (old.get("status"), old.get("error"), old.get("provenance", {}).get("cache_key")) == (
+        new["status"], new["error"], new["provenance"]["cache_key"])
+
+
+_GENERIC_COMMAND = re.compile(r"mikb reproduce <circuit>(?: --model [a-z0-9-]+)?")
+
+
+def complete_unavailable(message: str, circuit_id: str, model_id: str, command: str) -> str:
+    """Fill in a ModelUnavailable message written by a loader that serves several circuits."""
+    message = _GENERIC_COMMAND.sub(command, message)
+    return message.replace("<circuit>", circuit_id).replace("<model>", model_id)
+
+
+def _write_staging(staging: Path, results: dict[str, Any], log_text: str) -> str | None:
+    """Write log.txt, then results.json (last: its presence marks a complete staging folder).
+    Returns what went wrong, or None; a full disk is said as such."""
+    for name, text in ((LOG_FILE, log_text), (RESULTS_FILE, json.dumps(results, indent=2, sort_keys=True, allow_nan=False) + "\n")):
+        try:
+            fault_point(f"writing-{name}")
+            (staging / name).write_text(text)
+        except OSError as exc:
+            return _os_error_text(exc, name) + "; nothing was published, the previous results are untouched"
+    return None
+
+
+def _os_error_text(exc: OSError, name: str) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device while writing {name} ({exc.strerror}); free some space and re-run"
+    return f"could not write {name}: {exc}"
+
+
+def _claims_message(verdicts: list[dict[str, Any]]) -> str:
     failed = [v["id"] for v in verdicts if v["verdict"] == "fail"]
-    message = f"{len(verdicts) - len(failed)}/{len(verdicts)} claims without failure" + (f"; failed: {', '.join(failed)}" if failed else "")
-    return RunOutcome(circuit_id, model_id, "ok", message, final, wall)
-
-
-def _publish(staging: Path, final: Path) -> None:
-    """Swap the staging folder in with renames; the old results exist until the last moment."""
-    backup = final.with_name(f".old-{final.name}-{os.getpid()}")
-    if final.exists():
-        final.rename(backup)
-    try:
-        staging.rename(final)
-    except BaseException:
-        if backup.exists() and not final.exists():
-            backup.rename(final)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)
+    return f"{len(verdicts) - len(failed)}/{len(verdicts)} claims without failure" + (f"; failed: {', '.join(failed)}" if failed else "")
 
 
 def _command(circuit_id: str, model_id: str, seed: int, quick: bool, device: str = "cpu") -> str:
@@ -206,31 +328,11 @@ def _command(circuit_id: str, model_id: str, seed: int, quick: bool, device: str
     return " ".join(parts)
 
 
-def _run_in_child(job: dict[str, Any], timeout_s: int) -> tuple[str, dict[str, Any]]:
-    ctx_mp = mp.get_context("spawn")
-    parent, child = ctx_mp.Pipe(duplex=False)
-    proc = ctx_mp.Process(target=_child_main, args=(job, child), daemon=True)
-    proc.start()
-    child.close()
-    result: tuple[str, dict[str, Any]] | None = None
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if parent.poll(0.5):
-            try:
-                result = parent.recv()
-            except EOFError:
-                result = None
-            break
-        if not proc.is_alive():
-            break
-    if result is None and proc.is_alive():
-        proc.kill()
-        proc.join(5)
-        return "failed", {"error": f"timed out after {timeout_s} s", "log": ""}
-    proc.join(10)
-    if result is None:
-        return "failed", {"error": f"the script process died (exit code {proc.exitcode})", "log": ""}
-    return result
+# Set in the child before the script (and so transformers / huggingface_hub) is imported: both
+# read them once, at import, and a script imports them at its top, before any loader could set
+# them. Without them an unreachable hub is retried for about 30 s. A user's explicit value
+# (HF_HUB_OFFLINE=0 to download) wins.
+OFFLINE_DEFAULTS = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
 
 
 def _peak_rss_mb() -> float:
@@ -242,6 +344,9 @@ def _peak_rss_mb() -> float:
 
 def _child_main(job: dict[str, Any], conn: Any) -> None:
     """Runs in the child: import the script, run it, send back what ctx collected."""
+    prepare_child(job["parent_pid"])
+    for name, value in OFFLINE_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     if not job["show_progress"]:
         # Libraries a script calls (TransformerLens's patching helpers) draw their own tqdm bars;
         # tqdm reads TQDM_* variables as defaults, so this silences them as well as ctx.progress.
@@ -260,6 +365,9 @@ def _child_main(job: dict[str, Any], conn: Any) -> None:
             "weights_source": ctx.weights_source, "log": ctx.log_text,
             "peak_rss_mb": _peak_rss_mb(),
         }
+        problem = _payload_problem(payload)
+        if problem:
+            raise ValueError(problem)
         conn.send(("ok", payload))
     except ModelUnavailable as exc:
         conn.send(("unavailable", {"error": str(exc), "log": ctx.log_text, "weights_source": ctx.weights_source}))
@@ -268,3 +376,13 @@ def _child_main(job: dict[str, Any], conn: Any) -> None:
                               "traceback": traceback.format_exc(), "weights_source": ctx.weights_source}))
     finally:
         conn.close()
+
+
+def _payload_problem(payload: dict[str, Any]) -> str | None:
+    """What in the child's report is not strict JSON (a script may fill ``ctx.metrics`` or
+    ``ctx.notes`` directly), checked before sending so the parent never receives it."""
+    for name in ("metrics", "figures", "notes"):
+        problem = json_problem(payload[name])
+        if problem:
+            return f"ctx.{name} {problem}"
+    return None
