@@ -29,6 +29,7 @@ from types import ModuleType
 from typing import Any
 
 from mikb.atomic import write_text_atomic
+from mikb.evidence import LABELS, evidence_of
 from mikb.loader import KnowledgeBase
 from mikb.reproduce.claims import judge
 from mikb.reproduce.context import ModelUnavailable, ReproContext, ScriptSpec, json_problem
@@ -235,7 +236,7 @@ class _Run:
                     fsync_tree(staging)
                     fault_point("staged")
                     publish(staging, self.final)
-                    return outcome("ok", _claims_message(results["claims"]), wall_time_s=wall)
+                    return outcome("ok", _claims_message(results["claims"], results["evidence"]), wall_time_s=wall)
                 status, payload = "failed", {**payload, "error": problem}
             note = self._record_failure(status, payload, provenance)
             return outcome(status, payload.get("error", "") + note, wall_time_s=wall)
@@ -250,6 +251,8 @@ class _Run:
         verdicts = [judge(claim, self.model_id, metrics).as_dict() for claim in self.circuit.claims]
         results = {
             "schema_version": 1, "circuit": self.circuit.id, "model": self.model_id, "status": "ok",
+            # reproduction (a model that learned the behaviour) or method check (a hand-built one)
+            "evidence": evidence_of(provenance.get("model_kind")),
             "quick": self.quick, "seed": self.seed, "device": self.device, "params": self.params,
             "metrics": metrics, "claims": verdicts, "figures": payload["figures"], "notes": payload["notes"],
             "provenance": provenance,
@@ -312,9 +315,17 @@ def _os_error_text(exc: OSError, name: str) -> str:
     return f"could not write {name}: {exc}"
 
 
-def _claims_message(verdicts: list[dict[str, Any]]) -> str:
+def _claims_message(verdicts: list[dict[str, Any]], evidence: str) -> str:
+    """A metric the script never recorded counts against the run, like a failed claim."""
     failed = [v["id"] for v in verdicts if v["verdict"] == "fail"]
-    return f"{len(verdicts) - len(failed)}/{len(verdicts)} claims without failure" + (f"; failed: {', '.join(failed)}" if failed else "")
+    missing = [v["id"] for v in verdicts if v["verdict"] == "missing"]
+    passed = sum(v["verdict"] == "pass" for v in verdicts)
+    text = f"{LABELS.get(evidence, evidence)}: {passed}/{len(verdicts)} claims pass"
+    if failed:
+        text += f"; failed: {', '.join(failed)}"
+    if missing:
+        text += f"; missing (not recorded): {', '.join(missing)}"
+    return text
 
 
 def _command(circuit_id: str, model_id: str, seed: int, quick: bool, device: str = "cpu") -> str:
