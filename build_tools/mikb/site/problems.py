@@ -8,7 +8,7 @@ from collections import Counter
 from mikb.entries import Problem
 from mikb.graph import incoming, node_id, related_problems
 from mikb.site.context import SiteContext
-from mikb.site.md import STATUS_LABELS, admonition, cell, esc, front_matter, rel_url, status_badge
+from mikb.site.md import STATUS_LABELS, admonition, cell, esc, front_matter, rel_link, rel_url, status_badge
 from mikb.site.safe_html import block, code, inline, link
 from mikb.site.writer import SiteWriter
 
@@ -33,7 +33,10 @@ def problem_page(problem: Problem) -> str:
 
 
 def category_page(slug: str) -> str:
-    return f"problems/category/{slug}.md"
+    # An index page, like every page that carries raw HTML links: its source and its output
+    # then sit in the same folder, so the links mean the same to MkDocs (which leaves raw HTML
+    # alone) and to Zensical (which resolves raw links from the source file).
+    return f"problems/category/{slug}/index.md"
 
 
 def write_problem_pages(ctx: SiteContext, out: SiteWriter) -> None:
@@ -141,7 +144,7 @@ def _categories_overview(ctx: SiteContext, problems: list[Problem]) -> str:
         counts = Counter(p.status for p in members)
         progress = ", ".join(f"{n} {STATUS_LABELS[s]}" for s, n in counts.items() if s != "open")
         number = f"{category.number}. " if category.number not in (None, "") else ""
-        lines.append(f"## [{esc(number + category.name)}](category/{slug}.md)\n")
+        lines.append(f"## [{esc(number + category.name)}]({rel_link(CATEGORIES_PAGE, category_page(slug))})\n")
         lines.append(block(category.description) + "\n")
         lines.append(f"{len(members)} problems" + (f"; {progress}" if progress else "") + ".\n")
     return "\n".join(lines)
@@ -167,7 +170,7 @@ def _problem(ctx: SiteContext, p: Problem) -> str:
     me = node_id("problem", p.id)
     number = ctx.problem_number(p)
     cat = ctx.kb.categories.get(p.category)
-    cat_link = f"[{esc(cat.name)}](category/{p.category}.md)" if cat else esc(p.category)
+    cat_link = f"[{esc(cat.name)}]({rel_link(page, category_page(p.category))})" if cat else esc(p.category)
     facts = [
         ("Status", status_badge(p.status)),
         ("Category", cat_link + (f" › {esc(p.subcategory)}" if p.subcategory else "")),
