@@ -57,7 +57,18 @@ class Problem:
     tags: list[str] = field(default_factory=list)
     contributors: list[str] = field(default_factory=list)
     notes: str | None = None
+    difficulty_spreadsheet: str | None = None
     doc: YamlDocument | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def difficulty_from_spreadsheet(self) -> bool:
+        """True when the source's own mark is unknown and the companion spreadsheet's is shown."""
+        return self.difficulty == "unknown" and bool(self.difficulty_spreadsheet)
+
+    @property
+    def shown_difficulty(self) -> str:
+        """The difficulty readers filter on: the source's mark, else the spreadsheet's, else unknown."""
+        return self.difficulty_spreadsheet if self.difficulty_from_spreadsheet else self.difficulty
 
     @property
     def last_changed(self) -> str:

@@ -175,7 +175,8 @@ def _load_problems(kb: KnowledgeBase) -> None:
             priority=data.get("priority", "unknown"),
             related_problems=data.get("related_problems", []), related_circuits=data.get("related_circuits", []),
             references=data.get("references", []), tags=data.get("tags", []),
-            contributors=data.get("contributors", []), notes=data.get("notes"), doc=doc,
+            contributors=data.get("contributors", []), notes=data.get("notes"),
+            difficulty_spreadsheet=data.get("difficulty_spreadsheet"), doc=doc,
         )
         if problem.id in kb.problems:
             other = kb.problems[problem.id].doc

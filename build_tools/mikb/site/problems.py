@@ -47,8 +47,19 @@ def write_problem_pages(ctx: SiteContext, out: SiteWriter) -> None:
         out.text(problem_page(problem), _problem(ctx, problem))
 
 
+SPREADSHEET_TITLE = "the companion spreadsheet's mark; the source's own mark is not known"
+
+
+def difficulty_cell(p: Problem) -> str:
+    """The difficulty as a table shows it: the spreadsheet's mark is labelled as such."""
+    if p.difficulty_from_spreadsheet:
+        return (f'{esc(p.shown_difficulty)} <span class="mikb-sheet" title="{esc(SPREADSHEET_TITLE)}">'
+                "(spreadsheet)</span>")
+    return esc(p.difficulty)
+
+
 def _difficulties(problems: list[Problem]) -> list[str]:
-    present = {p.difficulty for p in problems}
+    present = {p.shown_difficulty for p in problems}
     return [d for d in DIFFICULTY_ORDER if d in present] + sorted(present - set(DIFFICULTY_ORDER))
 
 
@@ -82,12 +93,12 @@ def problem_table(ctx: SiteContext, page: str, problems: list[Problem], *, table
         category_name = cats[p.category].name if p.category in cats else p.category
         star = ' <span class="mikb-star" title="starred by the source">★</span>' if p.priority == "starred" else ""
         rows.append(
-            f'<tr data-category="{esc(p.category)}" data-difficulty="{esc(p.difficulty)}" data-status="{esc(p.status)}" '
+            f'<tr data-category="{esc(p.category)}" data-difficulty="{esc(p.shown_difficulty)}" data-status="{esc(p.status)}" '
             f'data-tags="{esc(" ".join(p.tags))}" data-text="{esc(words)}">'
             f"<td>{esc(p.number or '')}</td>"
             f'<td><a href="{esc(rel_url(page, problem_page(p)))}">{esc(p.title)}</a>{star}</td>'
             + (f'<td><a href="{esc(rel_url(page, category_page(p.category)))}">{esc(category_name)}</a></td>' if show_category else "")
-            + f"<td>{esc(p.difficulty)}</td><td>{status_badge(p.status)}</td></tr>"
+            + f"<td>{difficulty_cell(p)}</td><td>{status_badge(p.status)}</td></tr>"
         )
     table = (f'<div class="mikb-table-wrap"><table class="mikb-problems" id="{table_id}"><thead><tr>{head}</tr></thead><tbody>'
              + "\n".join(rows) + "</tbody></table></div>")
@@ -103,7 +114,8 @@ def _index(ctx: SiteContext, problems: list[Problem]) -> str:
         + f"{len(problems)} problems ({summary}). Filter by category, difficulty, status, tag or words; "
         + f"the filters are kept in the address bar, so a filtered list can be shared. [Browse by category]({'categories.md'}).\n\n"
         + "Difficulty follows the source's marks (A easiest to D hardest, ranges such as B-C); "
-        + "`unknown` where the source's mark could not be recovered. ★ marks problems the source starred.\n\n"
+        + "where only the companion spreadsheet's mark is known it is shown and filtered on, labelled *(spreadsheet)*; "
+        + "`unknown` where neither could be recovered. ★ marks problems the source starred.\n\n"
         + problem_table(ctx, INDEX, problems, table_id="mikb-problem-table")
     )
 
@@ -144,7 +156,8 @@ def _problem(ctx: SiteContext, p: Problem) -> str:
     facts = [
         ("Status", status_badge(p.status)),
         ("Category", cat_link + (f" › {esc(p.subcategory)}" if p.subcategory else "")),
-        ("Difficulty", code(p.difficulty) + (" ★ (starred by the source)" if p.priority == "starred" else "")),
+        ("Difficulty", (code(p.shown_difficulty) + f" ({esc(SPREADSHEET_TITLE)})" if p.difficulty_from_spreadsheet
+                        else code(p.difficulty)) + (" ★ (starred by the source)" if p.priority == "starred" else "")),
         ("Posed in", ctx.paper_link(page, p.source["paper"])
          + (f" — {link(p.source['url'], 'original post')}" if p.source.get("url") else "")),
     ]
