@@ -29,12 +29,25 @@ class StatusChange:
 
 
 @dataclass
+class SourceList:
+    """One list of open problems (a post sequence, a review) that categories belong to."""
+
+    slug: str
+    name: str
+    source: str
+    id_prefix: str | None = None
+    description: str | None = None
+    index: int = 0
+
+
+@dataclass
 class Category:
     slug: str
     name: str
     description: str
     number: int | None = None
     source: str | None = None
+    list: str | None = None
     index: int = 0  # position in the registry, for locating diagnostics
 
 
