@@ -79,3 +79,15 @@ def test_id_prefix_of_a_list_is_checked(kb_root: Path) -> None:
     path.write_text(path.read_text().replace("    id_prefix: fx-\n", "    id_prefix: cop-\n"))
     messages = [d.format() for d in run_check(kb_root).diagnostics]
     assert any("problems/fx-1.yaml:" in m and "should start with 'cop-'" in m for m in messages), messages
+
+
+def test_section_numbers_sort_by_their_digits_then_letters() -> None:
+    from mikb.entries import Problem
+
+    def make(number: str) -> Problem:
+        return Problem(id=f"x-{number}", title="t", category="c", difficulty="unknown", status="open",
+                       status_history=[], summary="s", source={}, number=number)
+
+    numbers = ["2.1.3a.1", "2.1.2c.2", "2.1.10", "2.1.2c.1", "2.1.2a.1", "1.2", "2.25b", "2.25"]
+    ordered = [p.number for p in sorted(map(make, numbers), key=lambda p: p.sort_key)]
+    assert ordered == ["1.2", "2.1.2a.1", "2.1.2c.1", "2.1.2c.2", "2.1.3a.1", "2.1.10", "2.25", "2.25b"]

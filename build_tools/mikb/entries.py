@@ -89,9 +89,12 @@ class Problem:
 
     @property
     def sort_key(self) -> tuple[Any, ...]:
-        """Numbered problems sort numerically (1.2 before 1.10), the rest by id."""
+        """Numbered problems sort numerically (1.2 before 1.10, 2.1.2c before 2.1.3), the rest by id."""
         if self.number:
-            parts = [int(p) if p.isdigit() else 0 for p in self.number.split(".")]
+            parts = []
+            for part in self.number.split("."):
+                digits = len(part) - len(part.lstrip("0123456789"))
+                parts.append((int(part[:digits]) if digits else 0, part[digits:]))
             return (0, parts, self.id)
         return (1, [], self.id)
 
