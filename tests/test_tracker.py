@@ -91,3 +91,14 @@ def test_section_numbers_sort_by_their_digits_then_letters() -> None:
     numbers = ["2.1.3a.1", "2.1.2c.2", "2.1.10", "2.1.2c.1", "2.1.2a.1", "1.2", "2.25b", "2.25"]
     ordered = [p.number for p in sorted(map(make, numbers), key=lambda p: p.sort_key)]
     assert ordered == ["1.2", "2.1.2a.1", "2.1.2c.1", "2.1.2c.2", "2.1.3a.1", "2.1.10", "2.25", "2.25b"]
+
+
+def test_repository_cross_list_overlaps_are_declared_both_ways() -> None:
+    """The tracker's own data: an overlap between two lists is stated on both problems."""
+    from mikb.loader import load_knowledge_base
+
+    kb = load_knowledge_base(Path(__file__).resolve().parents[1])
+    one_way = [(p.id, other) for p in kb.problems.values() for other in p.related_problems
+               if other in kb.problems and kb.list_of(kb.problems[other]) != kb.list_of(p)
+               and p.id not in kb.problems[other].related_problems]
+    assert one_way == []

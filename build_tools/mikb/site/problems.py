@@ -223,6 +223,11 @@ def rel_link_problem(p: Problem) -> str:
     return f"{p.id}.md"
 
 
+def _source_label(ctx: SiteContext, p: Problem) -> str:
+    paper = ctx.kb.papers.get(p.source["paper"])
+    return "original post" if paper is None or paper.kind in ("post", "sequence") else "the paper"
+
+
 def _other_list(ctx: SiteContext, p: Problem, node: str) -> bool:
     other = ctx.kb.problems.get(node.partition(":")[2])
     return other is not None and ctx.kb.list_of(other) is not None and ctx.kb.list_of(other) != ctx.kb.list_of(p)
@@ -240,7 +245,7 @@ def _problem(ctx: SiteContext, p: Problem) -> str:
                         else code(p.difficulty)) + (" ★ (starred by the source)" if p.priority == "starred" else "")),
         ("Posed in", ctx.paper_link(page, p.source["paper"])
          + (f", {esc(p.source['where'])}" if p.source.get("where") else "")
-         + (f" — {link(p.source['url'], 'original post')}" if p.source.get("url") else "")),
+         + (f" — {link(p.source['url'], _source_label(ctx, p))}" if p.source.get("url") else "")),
     ]
     my_list = ctx.kb.lists.get(ctx.kb.list_of(p) or "")
     if my_list is not None and len(ctx.kb.lists) > 1:
