@@ -202,6 +202,10 @@ def _recent(ctx: SiteContext, problems: list[Problem]) -> str:
         lines.append(f"## {esc(title)}\n")
         lines.append(f"{len(members)} problems: {len(moved)} moved ({sum(len(status_changes(p)) for p in members)} "
                      f"status changes resting on {len(papers)} works), {still_open} still open.\n")
+        quiet = [c for c in categories if not any(status_changes(p) for p in members if p.category == c.slug)]
+        if quiet:
+            lines.append("No status change recorded yet in: " + ", ".join(
+                f"[{esc(c.name)}](category/{c.slug}.md)" for c in quiet) + ".\n")
         for category in categories:
             changes = sorted(((ch, p) for p in members if p.category == category.slug for ch in status_changes(p)),
                              key=lambda item: (item[0].date, item[1].sort_key), reverse=True)
