@@ -147,6 +147,16 @@ def _check_registries(kb: KnowledgeBase) -> list[Diagnostic]:
     for category in kb.categories.values():
         if category.source and categories_doc:
             out.extend(_paper_ref(kb, categories_doc, ("categories", category.index, "source"), category.source))
+        if category.list and categories_doc and category.list not in kb.lists:
+            out.append(categories_doc.diag(("categories", category.index, "list"), f"unknown list '{category.list}'"))
+    for source_list in kb.lists.values():
+        if categories_doc:
+            out.extend(_paper_ref(kb, categories_doc, ("lists", source_list.index, "source"), source_list.source))
+    for problem in kb.problems.values():
+        source_list = kb.lists.get(kb.list_of(problem) or "")
+        if source_list and source_list.id_prefix and not problem.id.startswith(source_list.id_prefix) and problem.doc:
+            out.append(problem.doc.diag(("id",), f"id '{problem.id}' should start with '{source_list.id_prefix}', "
+                                               f"the prefix of its list '{source_list.slug}'"))
     if kb.problems and not kb.layout.categories_file.is_file():
         out.append(Diagnostic(kb.rel(kb.layout.categories_file), 1, 1, "missing category registry"))
     if kb.circuits and not kb.layout.models_file.is_file():

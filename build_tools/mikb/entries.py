@@ -29,12 +29,25 @@ class StatusChange:
 
 
 @dataclass
+class SourceList:
+    """One list of open problems (a post sequence, a review) that categories belong to."""
+
+    slug: str
+    name: str
+    source: str
+    id_prefix: str | None = None
+    description: str | None = None
+    index: int = 0
+
+
+@dataclass
 class Category:
     slug: str
     name: str
     description: str
     number: int | None = None
     source: str | None = None
+    list: str | None = None
     index: int = 0  # position in the registry, for locating diagnostics
 
 
@@ -57,7 +70,18 @@ class Problem:
     tags: list[str] = field(default_factory=list)
     contributors: list[str] = field(default_factory=list)
     notes: str | None = None
+    difficulty_spreadsheet: str | None = None
     doc: YamlDocument | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def difficulty_from_spreadsheet(self) -> bool:
+        """True when the source's own mark is unknown and the companion spreadsheet's is shown."""
+        return self.difficulty == "unknown" and bool(self.difficulty_spreadsheet)
+
+    @property
+    def shown_difficulty(self) -> str:
+        """The difficulty readers filter on: the source's mark, else the spreadsheet's, else unknown."""
+        return self.difficulty_spreadsheet if self.difficulty_from_spreadsheet else self.difficulty
 
     @property
     def last_changed(self) -> str:
@@ -65,9 +89,12 @@ class Problem:
 
     @property
     def sort_key(self) -> tuple[Any, ...]:
-        """Numbered problems sort numerically (1.2 before 1.10), the rest by id."""
+        """Numbered problems sort numerically (1.2 before 1.10, 2.1.2c before 2.1.3), the rest by id."""
         if self.number:
-            parts = [int(p) if p.isdigit() else 0 for p in self.number.split(".")]
+            parts = []
+            for part in self.number.split("."):
+                digits = len(part) - len(part.lstrip("0123456789"))
+                parts.append((int(part[:digits]) if digits else 0, part[digits:]))
             return (0, parts, self.id)
         return (1, [], self.id)
 

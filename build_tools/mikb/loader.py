@@ -21,6 +21,7 @@ from mikb.entries import (
     Model,
     Paper,
     Problem,
+    SourceList,
     StatusChange,
 )
 from mikb.layout import Layout
@@ -35,6 +36,7 @@ class KnowledgeBase:
     layout: Layout
     problems: dict[str, Problem] = field(default_factory=dict)
     categories: dict[str, Category] = field(default_factory=dict)
+    lists: dict[str, SourceList] = field(default_factory=dict)
     circuits: dict[str, Circuit] = field(default_factory=dict)
     models: dict[str, Model] = field(default_factory=dict)
     papers: dict[str, Paper] = field(default_factory=dict)
@@ -52,7 +54,14 @@ class KnowledgeBase:
         return display_path(path, self.root)
 
     def sorted_problems(self) -> list[Problem]:
-        return sorted(self.problems.values(), key=lambda p: p.sort_key)
+        """Problems of one source list together (lists in registry order), numbered within it."""
+        order = {slug: i for i, slug in enumerate(self.lists)}
+        return sorted(self.problems.values(), key=lambda p: (order.get(self.list_of(p) or "", len(order)), p.sort_key))
+
+    def list_of(self, problem: Problem) -> str | None:
+        """The slug of the source list a problem belongs to (through its category)."""
+        category = self.categories.get(problem.category)
+        return category.list if category else None
 
 
 def load_knowledge_base(root: Path) -> KnowledgeBase:
@@ -112,6 +121,12 @@ def _load_categories(kb: KnowledgeBase) -> None:
     doc, items = _read_registry(kb, kb.layout.categories_file, "categories", "categories")
     if doc:
         kb.registry_docs["categories"] = doc
+        lists = doc.data.get("lists") if isinstance(doc.data, dict) else None
+        for index, item in enumerate(lists if isinstance(lists, list) else []):
+            if isinstance(item, dict) and isinstance(item.get("slug"), str) and item["slug"] not in kb.lists:
+                kb.lists[item["slug"]] = SourceList(
+                    slug=item["slug"], name=str(item.get("name", item["slug"])), source=str(item.get("source", "")),
+                    id_prefix=item.get("id_prefix"), description=item.get("description"), index=index)
     for index, item in items:
         slug = item["slug"]
         if slug in kb.categories:
@@ -119,7 +134,7 @@ def _load_categories(kb: KnowledgeBase) -> None:
             continue
         kb.categories[slug] = Category(
             slug=slug, name=item["name"], description=item["description"],
-            number=item.get("number"), source=item.get("source"), index=index,
+            number=item.get("number"), source=item.get("source"), list=item.get("list"), index=index,
         )
 
 
@@ -175,7 +190,8 @@ def _load_problems(kb: KnowledgeBase) -> None:
             priority=data.get("priority", "unknown"),
             related_problems=data.get("related_problems", []), related_circuits=data.get("related_circuits", []),
             references=data.get("references", []), tags=data.get("tags", []),
-            contributors=data.get("contributors", []), notes=data.get("notes"), doc=doc,
+            contributors=data.get("contributors", []), notes=data.get("notes"),
+            difficulty_spreadsheet=data.get("difficulty_spreadsheet"), doc=doc,
         )
         if problem.id in kb.problems:
             other = kb.problems[problem.id].doc

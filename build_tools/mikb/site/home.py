@@ -22,7 +22,7 @@ def write_home(ctx: SiteContext, out: SiteWriter, intro: str) -> None:
     kb = ctx.kb
     counts = Counter(p.status for p in kb.problems.values())
     changes = sorted(
-        ((ch.date, p, ch) for p in kb.problems.values() for ch in p.status_history),
+        ((ch.date, p, ch) for p in kb.problems.values() for ch in p.status_history[1:]),
         key=lambda item: (item[0], item[1].id), reverse=True,
     )
     lines = [front_matter(title="Home", hide=["navigation"]), intro.strip() + "\n",
@@ -34,7 +34,16 @@ def write_home(ctx: SiteContext, out: SiteWriter, intro: str) -> None:
              "</div>\n", "## Problems by status\n", "| Status | Problems |", "|---|---|"]
     for status in STATUS_LABELS:
         lines.append(f"| {status_badge(status)} | [{counts.get(status, 0)}](problems/index.md?status={status}) |")
-    lines += ["", "## Recently changed\n", "| Date | Problem | Change |", "|---|---|---|"]
+    if len(kb.lists) > 1:
+        lines += ["", "## Problem lists\n", "| List | Problems | Moved | Still open |", "|---|---|---|---|"]
+        for source_list in kb.lists.values():
+            members = [p for p in kb.problems.values() if kb.list_of(p) == source_list.slug]
+            moved = sum(1 for p in members if len(p.status_history) > 1)
+            still_open = sum(1 for p in members if p.status == "open")
+            lines.append(f"| [{esc(source_list.name)}](problems/index.md?list={esc(source_list.slug)}) | {len(members)} "
+                         f"| {moved} | {still_open} |")
+    lines += ["", "## Recently changed\n", "Status changes after a problem was posed; all of them, per list and category, "
+              "are under [recently addressed](problems/recent.md).\n", "| Date | Problem | Change |", "|---|---|---|"]
     seen = set()
     for date, problem, change in changes:
         if problem.id in seen:

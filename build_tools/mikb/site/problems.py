@@ -14,6 +14,7 @@ from mikb.site.writer import SiteWriter
 
 INDEX = "problems/index.md"
 CATEGORIES_PAGE = "problems/categories.md"
+RECENT_PAGE = "problems/recent.md"
 DIFFICULTY_ORDER = ["A", "A-B", "B", "B-C", "C", "C-D", "D", "unknown"]
 
 
@@ -43,6 +44,7 @@ def write_problem_pages(ctx: SiteContext, out: SiteWriter) -> None:
     problems = ctx.kb.sorted_problems()
     out.text(INDEX, _index(ctx, problems))
     out.text(CATEGORIES_PAGE, _categories_overview(ctx, problems))
+    out.text(RECENT_PAGE, _recent(ctx, problems))
     for slug, category in ctx.kb.categories.items():
         members = [p for p in problems if p.category == slug]
         out.text(category_page(slug), _category(ctx, category, members))
@@ -50,8 +52,19 @@ def write_problem_pages(ctx: SiteContext, out: SiteWriter) -> None:
         out.text(problem_page(problem), _problem(ctx, problem))
 
 
+SPREADSHEET_TITLE = "the companion spreadsheet's mark; the source's own mark is not known"
+
+
+def difficulty_cell(p: Problem) -> str:
+    """The difficulty as a table shows it: the spreadsheet's mark is labelled as such."""
+    if p.difficulty_from_spreadsheet:
+        return (f'{esc(p.shown_difficulty)} <span class="mikb-sheet" title="{esc(SPREADSHEET_TITLE)}">'
+                "(spreadsheet)</span>")
+    return esc(p.difficulty)
+
+
 def _difficulties(problems: list[Problem]) -> list[str]:
-    present = {p.difficulty for p in problems}
+    present = {p.shown_difficulty for p in problems}
     return [d for d in DIFFICULTY_ORDER if d in present] + sorted(present - set(DIFFICULTY_ORDER))
 
 
@@ -70,6 +83,9 @@ def problem_table(ctx: SiteContext, page: str, problems: list[Problem], *, table
         f'<div class="mikb-filters" data-table="{table_id}">',
         '<input type="search" data-filter="text" placeholder="Search titles, summaries, tags" aria-label="Search problems">',
     ]
+    lists = ctx.kb.lists
+    if show_category and len({ctx.kb.list_of(p) for p in problems}) > 1:
+        controls.append(f'<select data-filter="list" aria-label="Source list">{options([(s, li.name) for s, li in lists.items()], "All lists")}</select>')
     if show_category:
         controls.append(f'<select data-filter="category" aria-label="Category">{options([(s, c.name) for s, c in cats.items()], "All categories")}</select>')
     controls += [
@@ -94,15 +110,17 @@ def problem_table(ctx: SiteContext, page: str, problems: list[Problem], *, table
         has_circuit = bool(incoming(ctx.graph, node_id("problem", p.id), "addresses", "circuit"))
         number = ctx.problem_number(p)
         rows.append(
-            f'<tr data-category="{esc(p.category)}" data-difficulty="{esc(p.difficulty)}" data-status="{esc(p.status)}" '
+            f'<tr data-category="{esc(p.category)}" data-list="{esc(ctx.kb.list_of(p) or "")}" '
+            f'data-difficulty="{esc(p.shown_difficulty)}" data-status="{esc(p.status)}" '
             f'data-tags="{esc(" ".join(p.tags))}" data-text="{esc(words)}" data-star="{1 if p.priority == "starred" else ""}" '
             f'data-circuit="{1 if has_circuit else ""}" data-sort-number="{esc(_number_sort_key(number))}" '
             f'data-sort-title="{esc(p.title.lower())}" data-sort-category="{esc(category_name.lower())}" '
-            f'data-sort-difficulty="{esc(_difficulty_sort_key(p.difficulty))}" data-sort-status="{list(STATUS_LABELS).index(p.status) if p.status in STATUS_LABELS else 9}">'
+            f'data-sort-difficulty="{esc(_difficulty_sort_key(p.shown_difficulty))}" '
+            f'data-sort-status="{list(STATUS_LABELS).index(p.status) if p.status in STATUS_LABELS else 9}">'
             f"<td>{esc(number)}</td>"
             f'<td><a href="{esc(rel_url(page, problem_page(p)))}">{esc(p.title)}</a>{star}</td>'
             + (f'<td><a href="{esc(rel_url(page, category_page(p.category)))}">{esc(category_name)}</a></td>' if show_category else "")
-            + f"<td>{esc(p.difficulty)}</td><td>{status_badge(p.status)}</td></tr>"
+            + f"<td>{difficulty_cell(p)}</td><td>{status_badge(p.status)}</td></tr>"
         )
     rows.append(f'<tr class="mikb-empty" hidden><td colspan="{len(sortable)}">No problem matches these filters. '
                 '<button type="button" data-clear>Clear filters</button></td></tr>')
@@ -130,23 +148,50 @@ def _index(ctx: SiteContext, problems: list[Problem]) -> str:
         front_matter(title="Open problems", hide=["toc"])
         + "# Open problems\n\n"
         + f"{len(problems)} problems ({summary}). Filter by category, difficulty, status, tag or words; "
-        + f"the filters are kept in the address bar, so a filtered list can be shared. [Browse by category]({'categories.md'}).\n\n"
+        + f"the filters are kept in the address bar, so a filtered list can be shared. [Browse by category]({'categories.md'}); "
+        + "[recently addressed](recent.md): which problems moved, when, and by which papers.\n\n"
         + "Difficulty follows the source's marks (A easiest to D hardest, ranges such as B-C); "
-        + "`unknown` where the source's mark could not be recovered. ★ marks problems the source starred.\n\n"
+        + "where only the companion spreadsheet's mark is known it is shown and filtered on, labelled *(spreadsheet)*; "
+        + "`unknown` where neither could be recovered. ★ marks problems the source starred.\n\n"
         + problem_table(ctx, INDEX, problems, table_id="mikb-problem-table")
     )
 
 
+def list_groups(ctx: SiteContext) -> list[tuple[object | None, list]]:
+    """Categories grouped by their source list, lists in registry order (categories with no
+    list, or an unknown one, come last under no heading)."""
+    groups: list[tuple[object | None, list]] = [(li, []) for li in ctx.kb.lists.values()]
+    loose: list = []
+    for category in ctx.kb.categories.values():
+        for li, members in groups:
+            if li is not None and category.list == li.slug:
+                members.append(category)
+                break
+        else:
+            loose.append(category)
+    if loose:
+        groups.append((None, loose))
+    return [(li, cats) for li, cats in groups if cats]
+
+
 def _categories_overview(ctx: SiteContext, problems: list[Problem]) -> str:
     lines = [front_matter(title="Problem categories"), "# Problem categories\n"]
-    for slug, category in ctx.kb.categories.items():
-        members = [p for p in problems if p.category == slug]
-        counts = Counter(p.status for p in members)
-        progress = ", ".join(f"{n} {STATUS_LABELS[s]}" for s, n in counts.items() if s != "open")
-        number = f"{category.number}. " if category.number not in (None, "") else ""
-        lines.append(f"## [{esc(number + category.name)}]({rel_link(CATEGORIES_PAGE, category_page(slug))})\n")
-        lines.append(block(category.description) + "\n")
-        lines.append(f"{len(members)} problems" + (f"; {progress}" if progress else "") + ".\n")
+    groups = list_groups(ctx)
+    level = "###" if len(groups) > 1 else "##"
+    for source_list, categories in groups:
+        if len(groups) > 1:
+            lines.append(f"## {esc(source_list.name) if source_list else 'Other categories'}\n")
+            if source_list is not None:
+                lines.append(f"Posed in {ctx.paper_link(CATEGORIES_PAGE, source_list.source)}. "
+                             + (block(source_list.description) if source_list.description else "") + "\n")
+        for category in categories:
+            members = [p for p in problems if p.category == category.slug]
+            counts = Counter(p.status for p in members)
+            progress = ", ".join(f"{n} {STATUS_LABELS[s]}" for s, n in counts.items() if s != "open")
+            number = f"{category.number}. " if category.number not in (None, "") else ""
+            lines.append(f"{level} [{esc(number + category.name)}]({rel_link(CATEGORIES_PAGE, category_page(category.slug))})\n")
+            lines.append(block(category.description) + "\n")
+            lines.append(f"{len(members)} problems" + (f"; {progress}" if progress else "") + ".\n")
     return "\n".join(lines)
 
 
@@ -165,6 +210,65 @@ def _category(ctx: SiteContext, category, members: list[Problem]) -> str:
     )
 
 
+def status_changes(p: Problem) -> list:
+    """The moves after a problem was posed (every history entry but the first)."""
+    return list(p.status_history[1:])
+
+
+def _recent(ctx: SiteContext, problems: list[Problem]) -> str:
+    """Per source list and per category: which problems moved, when, and on which papers."""
+    page = RECENT_PAGE
+    lines = [front_matter(title="Recently addressed"),
+             "# Recently addressed\n",
+             "Every status change recorded after a problem was posed, newest first, with the work it rests on. "
+             "A change records what a paper showed about the question as posed; `solved` is used only when a paper "
+             "answers it as asked.\n"]
+    for source_list, categories in list_groups(ctx):
+        slugs = {c.slug for c in categories}
+        members = [p for p in problems if p.category in slugs]
+        moved = [p for p in members if status_changes(p)]
+        papers = {ch.evidence for p in members for ch in status_changes(p)}
+        still_open = sum(1 for p in members if p.status == "open")
+        title = source_list.name if source_list else "Other categories"
+        lines.append(f"## {esc(title)}\n")
+        lines.append(f"{len(members)} problems: {len(moved)} moved ({sum(len(status_changes(p)) for p in members)} "
+                     f"status changes resting on {len(papers)} works), {still_open} still open.\n")
+        quiet = [c for c in categories if not any(status_changes(p) for p in members if p.category == c.slug)]
+        if quiet:
+            lines.append("No status change recorded yet in: " + ", ".join(
+                f"[{esc(c.name)}]({rel_link(page, category_page(c.slug))})" for c in quiet) + ".\n")
+        for category in categories:
+            changes = sorted(((ch, p) for p in members if p.category == category.slug for ch in status_changes(p)),
+                             key=lambda item: (item[0].date, item[1].sort_key), reverse=True)
+            if not changes:
+                continue
+            lines.append(f"### {esc(category.name)}\n")
+            lines.append("| Date | Problem | Now | Work | What it showed |\n|---|---|---|---|---|")
+            for change, p in changes:
+                evidence = (link(change.evidence, change.evidence) if change.evidence_is_url
+                            else ctx.paper_link(page, change.evidence))
+                number = ctx.problem_number(p)
+                label = f"{number} {p.title}" if number else p.title
+                lines.append(f"| {esc(change.date)} | [{esc(label)}]({rel_link_problem(p)}) | {status_badge(change.status)} "
+                             f"| {cell(evidence)} | {inline(change.note or '')} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def rel_link_problem(p: Problem) -> str:
+    return f"{p.id}.md"
+
+
+def _source_label(ctx: SiteContext, p: Problem) -> str:
+    paper = ctx.kb.papers.get(p.source["paper"])
+    return "original post" if paper is None or paper.kind in ("post", "sequence") else "the paper"
+
+
+def _other_list(ctx: SiteContext, p: Problem, node: str) -> bool:
+    other = ctx.kb.problems.get(node.partition(":")[2])
+    return other is not None and ctx.kb.list_of(other) is not None and ctx.kb.list_of(other) != ctx.kb.list_of(p)
+
+
 def _problem(ctx: SiteContext, p: Problem) -> str:
     page = problem_page(p)
     me = node_id("problem", p.id)
@@ -174,10 +278,15 @@ def _problem(ctx: SiteContext, p: Problem) -> str:
     facts = [
         ("Status", status_badge(p.status)),
         ("Category", cat_link + (f" › {esc(p.subcategory)}" if p.subcategory else "")),
-        ("Difficulty", code(p.difficulty) + (" ★ (starred by the source)" if p.priority == "starred" else "")),
+        ("Difficulty", (code(p.shown_difficulty) + f" ({esc(SPREADSHEET_TITLE)})" if p.difficulty_from_spreadsheet
+                        else code(p.difficulty)) + (" ★ (starred by the source)" if p.priority == "starred" else "")),
         ("Posed in", ctx.paper_link(page, p.source["paper"])
-         + (f" — {link(p.source['url'], 'original post')}" if p.source.get("url") else "")),
+         + (f", {esc(p.source['where'])}" if p.source.get("where") else "")
+         + (f" — {link(p.source['url'], _source_label(ctx, p))}" if p.source.get("url") else "")),
     ]
+    my_list = ctx.kb.lists.get(ctx.kb.list_of(p) or "")
+    if my_list is not None and len(ctx.kb.lists) > 1:
+        facts.insert(1, ("List", esc(my_list.name)))
     if p.tags:
         facts.append(("Tags", " ".join(tag_link("../tags.md", t) for t in p.tags)))
     lines = [
@@ -197,8 +306,19 @@ def _problem(ctx: SiteContext, p: Problem) -> str:
     lines.append("")
     circuits = incoming(ctx.graph, me, "addresses", "circuit")
     related = related_problems(ctx.graph, me)
+    overlaps = [r for r in related if _other_list(ctx, p, r)]
+    related = [r for r in related if r not in overlaps]
     lines.append("## Addressed by\n")
     lines.append("\n".join(f"- {ctx.link(page, c)}" for c in circuits) + "\n" if circuits else "No circuit in the zoo addresses this problem yet.\n")
+    if overlaps:
+        lines.append("## Overlaps with the other list\n")
+        lines.append("Problems of another source list that ask the same or an overlapping question:\n")
+        for r in overlaps:
+            other = ctx.kb.problems[r.partition(":")[2]]
+            other_list = ctx.kb.lists.get(ctx.kb.list_of(other) or "")
+            where = f" ({esc(other_list.name)})" if other_list else ""
+            lines.append(f"- {ctx.link(page, r)}{where} {status_badge(other.status)}")
+        lines.append("")
     if related:
         lines.append("## Related problems\n")
         lines.extend(f"- {ctx.link(page, r)} {status_badge(ctx.graph.nodes[r]['status'])}" for r in related)
