@@ -62,3 +62,18 @@ def small_native_model(**overrides):
            "n_ctx": 32, "act_fn": "gelu", "normalization_type": "LN", "seed": 0}
     cfg.update(overrides)
     return TransformerBridge.boot_native(cfg).eval()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the whole session: Playwright's sync API allows one driver
+    per process, so every browser test module shares this one."""
+    from browser_support import CHROMIUM, LAUNCH_ARGS, require_browser
+
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield b
+        b.close()

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, LAUNCH_ARGS, require_browser, serve_directory
+from browser_support import serve_directory
 from conftest import FIXTURES, REPO, run_mikb, write_mkdocs_config
 from hostile_repo import SECRET_MARKER, make_hostile_repo
 
@@ -121,17 +121,14 @@ def test_rendered_text_is_inert_for_a_second_markdown_pass() -> None:
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_no_hostile_script_runs_in_chromium(hostile_site: Path) -> None:
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
+def test_no_hostile_script_runs_in_chromium(hostile_site: Path, browser) -> None:
     pages = sorted(p.relative_to(hostile_site).as_posix() for p in hostile_site.rglob("index.html"))
     assert len(pages) > 10
     dialogs: list[str] = []
     outside: list[str] = []
-    with serve_directory(hostile_site) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        page = browser.new_page()
+    with serve_directory(hostile_site) as base:
+        context = browser.new_context()
+        page = context.new_page()
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((base, "data:", "blob:")) else None)
         for rel in pages:
@@ -145,6 +142,6 @@ def test_no_hostile_script_runs_in_chromium(hostile_site: Path) -> None:
                                       "e.getAttribute('action') || e.getAttribute('formaction'))")
             assert [a for a in addresses if not is_safe_url(a)] == [], rel
             assert page.evaluate("() => window.__pwned === undefined"), rel
-        browser.close()
+        context.close()
     assert dialogs == []
     assert outside == []
