@@ -45,5 +45,13 @@ def run_check(root: Path) -> CheckResult:
     kb = load_knowledge_base(root)
     graph = build_graph(kb)
     found = [*kb.diagnostics, *check_cross_references(kb), *orphan_warnings(kb, graph)]
-    unique = sorted(set(found), key=lambda d: (d.path, d.line, d.col, d.message))
+    unique = sorted(set(found), key=_reading_order)
     return CheckResult(kb, graph, unique)
+
+
+_SEVERITY_ORDER = {"error": 0, "warning": 1, "note": 2}
+
+
+def _reading_order(d: Diagnostic) -> tuple[str, int, int, int, str]:
+    """By place, and at one place the cause before the note about its consequences."""
+    return (d.path, d.line, d.col, _SEVERITY_ORDER.get(d.severity, 3), d.message)

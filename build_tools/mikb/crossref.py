@@ -40,11 +40,12 @@ def _unchecked(kb: KnowledgeBase, kind: str, key: str) -> bool:
 
 def _skipped_notes(kb: KnowledgeBase) -> list[Diagnostic]:
     """One line per failed registry instead of one error per reference into it."""
-    return [
-        Diagnostic(kb.unreadable[kind], 1, 1, f"{count} reference(s) to {kind} not checked because "
-                   f"{kb.unreadable[kind]} could not be read (fix the error above first)", "note")
-        for kind, count in sorted(kb.unchecked_refs.items()) if count
-    ]
+    notes = []
+    for kind, count in sorted(kb.unchecked_refs.items()):
+        cause = kb.unreadable[kind]
+        notes.append(Diagnostic(cause.path, cause.line, cause.col, f"{count} reference(s) to {kind} not checked because "
+                                f"{cause.path} could not be read (fix the error above first)", "note"))
+    return notes
 
 
 def _paper_ref(kb: KnowledgeBase, doc: YamlDocument, path: tuple, key: str) -> list[Diagnostic]:

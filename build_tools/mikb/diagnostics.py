@@ -48,11 +48,19 @@ def clip(value: Any, limit: int = MAX_ECHO) -> str:
 
 
 def display_path(path: Path, root: Path | None) -> str:
-    """Paths relative to the repository root when possible: short and clickable."""
+    """Paths relative to the repository root when possible: short and clickable.
+
+    The link itself is named, not its target: a symlink (or a symlink loop) in
+    ``problems/`` is reported under its own name, and resolving never raises."""
     if root is not None:
+        for candidate in (path, path.absolute()):
+            try:
+                return str(candidate.relative_to(root))
+            except ValueError:
+                pass
         try:
             return str(path.resolve().relative_to(root.resolve()))
-        except ValueError:
+        except (ValueError, OSError, RuntimeError):
             pass
     return str(path)
 

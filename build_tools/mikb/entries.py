@@ -27,6 +27,8 @@ def path_escape(folder: Path, relative: Any) -> str | None:
     if any(ch in relative for ch in "\x00\\\n\r"):
         return "must be a plain relative path (no backslashes, newlines or NUL characters)"
     pure = PurePosixPath(relative)
+    if len(relative) > 200 or any(len(part) > 100 for part in pure.parts):
+        return "is too long (at most 200 characters, 100 per folder or file name)"
     if pure.is_absolute() or relative.startswith("~"):
         return "must be relative to the circuit's folder, not an absolute path"
     if ".." in pure.parts:

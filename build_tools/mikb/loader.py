@@ -49,14 +49,14 @@ class KnowledgeBase:
     registry_docs: dict[str, YamlDocument] = field(default_factory=dict)
     paper_docs: dict[str, tuple[YamlDocument, int]] = field(default_factory=dict)
     model_docs: dict[str, tuple[YamlDocument, int]] = field(default_factory=dict)
-    unreadable: dict[str, str] = field(default_factory=dict)  # registry kind -> file that failed to load
+    unreadable: dict[str, Diagnostic] = field(default_factory=dict)  # registry kind -> why it failed to load
     invalid_ids: dict[str, set[str]] = field(default_factory=dict)  # kind -> ids of entries that failed
     unchecked_refs: Counter[str] = field(default_factory=Counter)  # registry kind -> references not checked
 
     def mark_invalid(self, kind: str, entry_id: Any) -> None:
         """Remember an entry that exists but failed validation, so references to it are not 'unknown'."""
-        if isinstance(entry_id, str):
-            self.invalid_ids.setdefault(kind, set()).add(entry_id)
+        if isinstance(entry_id, str):  # stripped: 'key\n' is invalid, but references name 'key'
+            self.invalid_ids.setdefault(kind, set()).add(entry_id.strip())
 
     def is_invalid(self, kind: str, entry_id: str) -> bool:
         return entry_id in self.invalid_ids.get(kind, set())
@@ -115,13 +115,13 @@ def _read_registry(kb: KnowledgeBase, path: Path, schema: str, list_key: str) ->
         return None, []
     doc = _parse(kb, path, MAX_REGISTRY_BYTES)
     if doc.data is None or doc.problems:
-        kb.unreadable.setdefault(schema, doc.display)
+        kb.unreadable.setdefault(schema, doc.problems[0])
         return None, []
     problems = validate_document(doc, schema)
     kb.diagnostics.extend(problems)
     items = doc.data.get(list_key) if isinstance(doc.data, dict) else None
     if not isinstance(items, list):
-        kb.unreadable.setdefault(schema, doc.display)
+        kb.unreadable.setdefault(schema, problems[0] if problems else doc.diag((), "no list of entries"))
         return doc, []
     bad_items = {_item_index(doc, d, list_key) for d in problems}
     id_field = "slug" if schema == "categories" else "key" if schema == "papers" else "id"

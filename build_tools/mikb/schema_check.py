@@ -26,7 +26,7 @@ from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import ValidationError
 
 from mikb.diagnostics import Diagnostic, clip
-from mikb.yaml_source import YamlDocument
+from mikb.yaml_source import YamlDocument, field_name
 
 SCHEMA_NAMES = ("problem", "categories", "circuit", "models", "papers")
 
@@ -85,7 +85,9 @@ def validate_document(doc: YamlDocument, schema_name: str) -> list[Diagnostic]:
         return []
     if not isinstance(doc.data, dict):
         return [doc.diag((), f"expected a mapping at the top level, got {_type_name(doc.data)}")]
-    found = [_to_diagnostic(doc, err) for err in _leaf_errors(_validator(schema_name).iter_errors(doc.data))]
+    errors = _leaf_errors(_validator(schema_name).iter_errors(doc.data))
+    found = [_to_diagnostic(doc, err) for err in _one_per_value(errors) if err.validator != "required"]
+    found += _missing_fields(doc, [err for err in errors if err.validator == "required"])
     unique = sorted(set(found), key=lambda d: (d.line, d.col, d.message))
     return unique
 
@@ -101,6 +103,28 @@ def _leaf_errors(errors: Any) -> list[ValidationError]:
     return out
 
 
+def _one_per_value(errors: list[ValidationError]) -> list[ValidationError]:
+    """A date that fails its pattern need not also be reported as not a real date."""
+    patterned = {tuple(err.absolute_path) for err in errors if err.validator == "pattern"}
+    return [err for err in errors if not (err.validator == "format" and tuple(err.absolute_path) in patterned)]
+
+
+def _missing_fields(doc: YamlDocument, errors: list[ValidationError]) -> list[Diagnostic]:
+    """One diagnostic per mapping that lacks fields (an empty file lacks eight, one line says so)."""
+    by_place: dict[tuple[Any, ...], list[str]] = {}
+    for err in errors:
+        name = err.message.split("'")[1] if "'" in err.message else "?"
+        by_place.setdefault(tuple(err.absolute_path), []).append(clip(name))
+    out = []
+    for path, names in by_place.items():
+        field = _field_name(path)
+        where = f" in {field}" if field else ""
+        listed = ", ".join(f"'{n}'" for n in sorted(set(names)))
+        plural = "s" if len(set(names)) > 1 else ""
+        out.append(doc.diag(path, f"missing required field{plural} {listed}{where}", key=bool(path)))
+    return out
+
+
 def _to_diagnostic(doc: YamlDocument, err: ValidationError) -> Diagnostic:
     path = tuple(err.absolute_path)
     field = _field_name(path)
@@ -111,10 +135,6 @@ def _to_diagnostic(doc: YamlDocument, err: ValidationError) -> Diagnostic:
             key = extras[0]
             hint = ", ".join(sorted(allowed))
             return doc.diag((*path, key), f"unknown field '{clip(key)}' (allowed here: {clip(hint, 300)})", key=True)
-    if err.validator == "required":
-        missing = err.message.split("'")[1] if "'" in err.message else "?"
-        where = f" in {field}" if field else ""
-        return doc.diag(path, f"missing required field '{missing}'{where}", key=bool(path))
     if err.validator == "type":
         expected = err.validator_value
         expected_text = " or ".join(expected) if isinstance(expected, list) else expected
@@ -142,11 +162,7 @@ def _schema_description(err: ValidationError) -> str:
 
 
 def _field_name(path: tuple[Any, ...]) -> str:
-    """``('components', 2, 'location')`` -> ``components[2].location``."""
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
+    return field_name(path)
 
 
 def _type_name(value: Any) -> str:

@@ -132,9 +132,8 @@ def parse_text(text: str, doc: YamlDocument) -> None:
         doc.problems.append(doc.at(*_mark_position(exc.mark), exc.message))
         return
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        reason = exc.problem or exc.context or "invalid YAML"
-        doc.problems.append(doc.at(*_mark_position(mark), f"YAML syntax error: {reason}"))
+        line, col, reason = _syntax_error(exc)
+        doc.problems.append(doc.at(line, col, f"YAML syntax error: {reason}"))
         return
     except yaml.reader.ReaderError as exc:
         line, col = _offset_position(text, exc.position)
@@ -255,6 +254,26 @@ def _decode(raw: bytes, doc: YamlDocument) -> str | None:
         return None
 
 
+def _syntax_error(exc: yaml.MarkedYAMLError) -> tuple[int, int, str]:
+    """Where a syntax error really is. An unclosed quote or bracket is only noticed at the end
+    of the file; the parser's context mark says where the unclosed thing started."""
+    reason = exc.problem or exc.context or "invalid YAML"
+    mark = exc.problem_mark or exc.context_mark
+    if exc.context_mark is not None and exc.problem and "end of stream" in exc.problem:
+        mark = exc.context_mark
+        reason = f"{exc.context or 'a value'} that is never closed ({exc.problem})"
+    line, col = _mark_position(mark)
+    return line, col, reason
+
+
+def field_name(path: PathKey) -> str:
+    """``('components', 2, 'location')`` -> ``components[2].location``, as messages name fields."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{clip(part, 40)}" if text else clip(part, 40))
+    return text
+
+
 def _mark_position(mark: Any) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
 
@@ -338,7 +357,8 @@ class _Composer:
         if tag is None or tag == "!":
             return self.loader.resolve(kind, value, event.implicit if kind is yaml.ScalarNode else True)
         if tag not in _ALLOWED_TAGS:
-            raise _Refused(event.start_mark, f"YAML tag {clip(tag, 60)} is not allowed: entries hold plain data")
+            shown = "!!" + tag.removeprefix(_CORE) if tag.startswith(_CORE) else tag
+            raise _Refused(event.start_mark, f"YAML tag {clip(shown, 60)} is not allowed: entries hold plain data")
         return tag
 
     def scalar(self, event: Any) -> yaml.ScalarNode:
@@ -384,7 +404,7 @@ class _Converter:
             return self.mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self.scalar(node)
+        return self.scalar(node, path)
 
     def mapping(self, node: yaml.MappingNode, path: PathKey) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -403,22 +423,23 @@ class _Converter:
             raise _Refused(node.start_mark, "a key must be text, not a list or mapping")
         if node.tag == _MERGE_TAG:
             raise _Refused(node.start_mark, "merge keys (<<: *name) are not supported: write the fields out")
-        key = self.scalar(node)
+        key = self.scalar(node, ())
         if not isinstance(key, str) or key == "":
             shown = "an empty key" if key in ("", None) else f"key {node.value!r} is not text"
             raise _Refused(node.start_mark, f"{clip(shown)}: field names are words (quote it if you must)")
         return key
 
-    def scalar(self, node: yaml.ScalarNode) -> Any:
+    def scalar(self, node: yaml.ScalarNode, path: PathKey) -> Any:
+        where = f"{field_name(path)}: " if path else ""
         if node.tag == _MERGE_TAG:
             raise _Refused(node.start_mark, "merge keys (<<: *name) are not supported: write the fields out")
         try:
             value = _CONSTRUCTOR.construct_object(node, deep=True)
-        except (ValueError, OverflowError, TypeError, yaml.YAMLError):
+        except (ValueError, KeyError, OverflowError, TypeError, yaml.YAMLError):
             short = node.tag.removeprefix(_CORE)
-            raise _Refused(node.start_mark, f"cannot read {clip(node.value)!s} as {short}") from None
+            raise _Refused(node.start_mark, f"{where}cannot read {clip(node.value)!s} as {short}") from None
         finally:
             _CONSTRUCTOR.constructed_objects.clear()
         if isinstance(value, float) and not math.isfinite(value):
-            raise _Refused(node.start_mark, f"{clip(node.value)} is not a finite number (no .nan or .inf)")
+            raise _Refused(node.start_mark, f"{where}{clip(node.value)} is not a finite number (no .nan or .inf)")
         return value
