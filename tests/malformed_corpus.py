@@ -397,7 +397,21 @@ REGISTRIES = [
       "kind must be one of", max_errors=1),
 ]
 
+SUMMARY_END = "a zebra keyword."
+MARKDOWN = [
+    p("md-relative-link", SUMMARY_END, "a zebra [keyword](other.md).", 11, "link to 'other.md': use a full https:// URL"),
+    p("md-anchor-link", SUMMARY_END, "a zebra [keyword](#nope).", 11, "link to '#nope'"),
+    p("md-reference-definition", SUMMARY_END, "a [zebra][z].\n\n  [z]: zebra.md", 11, "link to 'zebra.md'"),
+    p("md-image", SUMMARY_END, "a zebra ![pic](zebra.png).", 11, "link to 'zebra.png'"),
+    p("md-empty-target", SUMMARY_END, "a zebra [keyword]().", 11, "link to ''"),
+    p("md-title-link", "title: Explain positional", "title: See [x](x.md) Explain positional", 3, "link to 'x.md'"),
+    c("md-behaviour-link", "copy head writes it to the output.", "copy head writes it to [the output](../out.md).", 5,
+      "link to '../out.md'"),
+    w("md-paper-title-link", PAPERS, edited(PAPERS, "title: Methods for circuits", "title: '[Methods](m.md) for circuits'"), 10,
+      "link to 'm.md'"),
+]
+
 CORPUS: list[Case] = [
     *SYNTAX, *ALIASES, *TAGS, *FILES, *ENCODING, *EMPTY, *TYPES, *DATES, *NEWLINES, *UNICODE_DIGITS, *NUMBERS,
-    *FIELDS, *DUPLICATES, *KEYS, *CROSSREFS, *PATHS, *EXTENSIONS, *REGISTRIES,
+    *FIELDS, *DUPLICATES, *KEYS, *CROSSREFS, *PATHS, *EXTENSIONS, *REGISTRIES, *MARKDOWN,
 ]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import run_mikb
+from conftest import run_mikb, write_mkdocs_config
 from malformed_corpus import CIRCUIT, CORPUS, PAPERS, PROBLEM, Case, change, edited, original, write
 
 from mikb.cli import main
@@ -137,7 +137,8 @@ def test_dangerous_inputs_in_a_real_process(kb_root: Path, name: str) -> None:
     change(PROBLEM, 'number: "1.2"', 'number: "12.345.6"'),
     change(PROBLEM, "date: 2022-12-28", "date: 2020-02-29"),  # a leap day
     write(PAPERS, edited(PAPERS, "    venue: Example Forum", "    date: 2022-04-30\n    venue: Example Forum")),
-], ids=["bom", "anchor", "deep-number", "leap-day", "paper-date"])
+    change(PROBLEM, "a zebra keyword.", "a [zebra](https://example.org/zebra) keyword, [mail](mailto:a@b.org)."),
+], ids=["bom", "anchor", "deep-number", "leap-day", "paper-date", "url-links"])
 def test_valid_variants_stay_valid(kb_root: Path, capsys: pytest.CaptureFixture[str], setup) -> None:
     setup(kb_root)
     code, printed, _ = check(kb_root, capsys)
@@ -170,3 +171,14 @@ def test_invalid_circuit_never_becomes_an_entry(kb_root: Path) -> None:
     change(CIRCUIT, "outputs: results", "outputs: ../../../../tmp")(kb_root)
     kb = load_knowledge_base(kb_root)
     assert "toy-copy" not in kb.circuits
+
+
+def test_tricky_but_valid_entry_passes_check_and_builds(kb_root: Path) -> None:
+    """Check passing must mean the strict site build works: the values the corpus refuses
+    have valid neighbours (full-URL links, markup, Unicode, pipes) that must still build."""
+    text = edited(PROBLEM, "a zebra keyword.", "a zebra keyword | <b>bold</b> `code` [link](https://example.org/x#part) é ★.")
+    (kb_root / PROBLEM).write_text(text.replace("title: Explain positional attention in a toy model", "title: 'Explain | *this* <i>'"))
+    assert run_mikb(kb_root, "check", "--strict").returncode == 0
+    write_mkdocs_config(kb_root)
+    proc = run_mikb(kb_root, "build", timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -12,6 +12,10 @@ is not reported at all (that entry's own error says what to fix).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from typing import Any
+
 from mikb.diagnostics import Diagnostic, clip
 from mikb.entries import Circuit, Problem
 from mikb.loader import KnowledgeBase
@@ -26,8 +30,43 @@ def check_cross_references(kb: KnowledgeBase) -> list[Diagnostic]:
     for circuit in kb.circuits.values():
         found.extend(_check_circuit(kb, circuit))
     found.extend(_check_registries(kb))
+    found.extend(_check_markdown_links(kb))
     found.extend(_skipped_notes(kb))
     return found
+
+
+_INLINE_LINK = re.compile(r"\]\(\s*<?([^)\s>]*)")
+_REFERENCE_LINK = re.compile(r"^ {0,3}\[[^\]\n]+\]:[ \t]*<?([^\s>]*)", re.MULTILINE)
+_SAFE_TARGET = re.compile(r"(https?://|mailto:)\S", re.ASCII)
+
+
+def _check_markdown_links(kb: KnowledgeBase) -> list[Diagnostic]:
+    """Text fields become Markdown pages, and the site is built with ``mkdocs build --strict``:
+    a relative link ('other.md') or an anchor ('#part') resolves against the generated page
+    and fails the build. Entries may only link to full URLs."""
+    out: list[Diagnostic] = []
+    for doc in kb.documents.values():
+        for path, text in _strings(doc.data, ()):
+            if "](" not in text and "]:" not in text:
+                continue
+            for match in (*_INLINE_LINK.finditer(text), *_REFERENCE_LINK.finditer(text)):
+                target = match.group(1)
+                if not _SAFE_TARGET.match(target):
+                    out.append(doc.diag(path, f"link to '{clip(target)}': use a full https:// URL "
+                                              "(relative links and #anchors break the site build)"))
+                    break
+    return out
+
+
+def _strings(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*path, index))
 
 
 def _unchecked(kb: KnowledgeBase, kind: str, key: str) -> bool:
