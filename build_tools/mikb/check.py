@@ -29,7 +29,12 @@ class CheckResult:
 
     @property
     def warnings(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if not d.is_error]
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+    @property
+    def notes(self) -> list[Diagnostic]:
+        """Consequences of an error reported elsewhere (e.g. references not checked)."""
+        return [d for d in self.diagnostics if d.severity == "note"]
 
     def only(self, paths: list[Path]) -> CheckResult:
         """Keep diagnostics under the given files or folders (the whole repo is still loaded

@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,9 +116,19 @@ def read_yaml(path: Path, display: str, *, root: Path | None = None, max_bytes: 
     text = _decode(raw, doc)
     if text is None:
         return doc
-    doc.line_count = max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
+    doc.line_count = yaml_line_count(text)
     parse_text(text, doc)
     return doc
+
+
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # what YAML 1.1 (and so the parser's marks) counts
+
+
+def yaml_line_count(text: str) -> int:
+    """Lines as the parser numbers them: a final line break does not start a new line."""
+    breaks = len(_LINE_BREAK.findall(text))
+    ends_with_break = bool(text) and text[-1] in "\r\n\x85\u2028\u2029"
+    return max(1, breaks + (0 if ends_with_break else 1))
 
 
 def parse_text(text: str, doc: YamlDocument) -> None:
