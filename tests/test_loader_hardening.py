@@ -138,7 +138,8 @@ def test_dangerous_inputs_in_a_real_process(kb_root: Path, name: str) -> None:
     change(PROBLEM, "date: 2022-12-28", "date: 2020-02-29"),  # a leap day
     write(PAPERS, edited(PAPERS, "    venue: Example Forum", "    date: 2022-04-30\n    venue: Example Forum")),
     change(PROBLEM, "a zebra keyword.", "a [zebra](https://example.org/zebra) keyword, [mail](mailto:a@b.org)."),
-], ids=["bom", "anchor", "deep-number", "leap-day", "paper-date", "url-links"])
+    change(PROBLEM, "a zebra keyword.", "a zebra keyword: `[x](x.md)`.\n\n  ```\n  [y](y.md)\n  ```"),
+], ids=["bom", "anchor", "deep-number", "leap-day", "paper-date", "url-links", "links-in-code"])
 def test_valid_variants_stay_valid(kb_root: Path, capsys: pytest.CaptureFixture[str], setup) -> None:
     setup(kb_root)
     code, printed, _ = check(kb_root, capsys)

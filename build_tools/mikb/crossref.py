@@ -49,13 +49,24 @@ def _check_markdown_links(kb: KnowledgeBase) -> list[Diagnostic]:
         for path, text in _strings(doc.data, ()):
             if "](" not in text and "]:" not in text:
                 continue
-            for match in (*_INLINE_LINK.finditer(text), *_REFERENCE_LINK.finditer(text)):
+            prose = _without_code(text)
+            for match in (*_INLINE_LINK.finditer(prose), *_REFERENCE_LINK.finditer(prose)):
                 target = match.group(1)
                 if not _SAFE_TARGET.match(target):
                     out.append(doc.diag(path, f"link to '{clip(target)}': use a full https:// URL "
                                               "(relative links and #anchors break the site build)"))
                     break
     return out
+
+
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+
+
+def _without_code(text: str) -> str:
+    """Markdown outside code: a link written inside backticks is shown, not followed.
+    Fences are split off rather than matched with a regex, so hostile text stays linear."""
+    outside_fences = "".join(text.split("```")[::2])
+    return _CODE_SPAN.sub("", outside_fences)
 
 
 def _strings(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], str]]:

@@ -70,11 +70,18 @@ class Layout:
         passes, so the loader reports each one instead."""
         found: list[Path] = []
         for folder in (self.problems_dir, self.literature_dir):
-            if folder.is_dir():
-                found += [p for p in folder.iterdir() if p.suffix.lower() in (".yml", ".yaml") and p.suffix != ".yaml"]
+            found += [p for p in _listing(folder) if p.suffix.lower() in (".yml", ".yaml") and p.suffix != ".yaml"]
         for folder in self.circuit_dirs():
-            found += [p for p in folder.iterdir() if p.name.lower() in ("circuit.yml", "circuit.yaml") and p.name != "circuit.yaml"]
+            found += [p for p in _listing(folder) if p.name.lower() in ("circuit.yml", "circuit.yaml") and p.name != "circuit.yaml"]
         return sorted(found)
+
+
+def _listing(folder: Path) -> list[Path]:
+    """A folder's entries; an unreadable or missing folder has none (its files are reported elsewhere)."""
+    try:
+        return list(folder.iterdir()) if folder.is_dir() else []
+    except OSError:
+        return []
 
 
 def find_root(start: Path | None = None) -> Path:
