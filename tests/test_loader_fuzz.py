@@ -104,17 +104,28 @@ def _mutate(text: str, data: st.DataObject) -> str:
     return "".join(lines)
 
 
+# Real entries of this repository, mutated inside the fixture tree (their references need not resolve).
+REAL_SEEDS = {
+    "problems/cop-1.10.yaml": REPO / "problems" / "cop-1.10.yaml",
+    "circuits_zoo/induction-heads/circuit.yaml": REPO / "circuits_zoo" / "induction-heads" / "circuit.yaml",
+}
+SEEDS = {rel: FIXTURE / rel for rel in (PROBLEM, CIRCUIT, PAPERS, MODELS, CATEGORIES)} | REAL_SEEDS
+
+
 @pytest.fixture(scope="module")
 def fuzz_root(scratch: Path) -> Path:
     root = scratch / "kb"
     shutil.copytree(FIXTURE, root)
+    for rel, source in REAL_SEEDS.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, root / rel)
     return root
 
 
 @FUZZ
-@given(target=st.sampled_from([PROBLEM, CIRCUIT, PAPERS, MODELS, CATEGORIES]), data=st.data())
+@given(target=st.sampled_from(sorted(SEEDS)), data=st.data())
 def test_mutated_entries_check_without_raising(fuzz_root: Path, target: str, data: st.DataObject) -> None:
-    original = (FIXTURE / target).read_text()
+    original = SEEDS[target].read_text()
     mutated = data.draw(st.integers(1, 3))
     text = original
     for _ in range(mutated):
