@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pytest
 from conftest import run_mikb, write_mkdocs_config
+from jsonschema import Draft202012Validator
 from malformed_corpus import CIRCUIT, CORPUS, PAPERS, PROBLEM, Case, change, edited, original, write
 
 from mikb.cli import main
 from mikb.entries import Circuit
 from mikb.loader import load_knowledge_base
+from mikb.schema_check import SCHEMA_NAMES, ecma_regex, load_schema
 
 SECONDS_PER_CASE = 5
 _LINE = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?P<col>\d+): (?P<message>.*)$")
@@ -183,3 +185,17 @@ def test_tricky_but_valid_entry_passes_check_and_builds(kb_root: Path) -> None:
     write_mkdocs_config(kb_root)
     proc = run_mikb(kb_root, "build", timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", SCHEMA_NAMES)
+def test_schemas_stay_valid_json_schema(name: str) -> None:
+    """Editors read the schemas too (yaml-language-server): the hardening must not break them."""
+    Draft202012Validator.check_schema(load_schema(name))
+
+
+@pytest.mark.parametrize(("pattern", "text", "matches"), [
+    ("^[a-z]+$", "abc", True), ("^[a-z]+$", "abc\n", False), (r"^\d+$", "12", True), (r"^\d+$", "1²", False),
+    (r"^\d+$", "١٢", False), ("^(a|b)$", "b", True), ("^(a|b)$", "b\n", False), (r"^a\$$", "a$", True),
+])
+def test_patterns_have_ecma_meaning(pattern: str, text: str, matches: bool) -> None:
+    assert bool(ecma_regex(pattern).search(text)) is matches

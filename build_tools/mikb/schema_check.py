@@ -46,7 +46,7 @@ def ecma_regex(pattern: str) -> re.Pattern[str]:
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:
     if validator.is_type(instance, "string") and not ecma_regex(pattern).search(instance):
-        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+        yield ValidationError(f"{clip(repr(instance))} does not match {pattern!r}")
 
 
 def _is_integer(_checker: Any, instance: Any) -> bool:
