@@ -370,6 +370,8 @@ PATHS = [
 EXTENSIONS = [
     w("ext-problem-yml", "problems/fx-9.yml", original(PROBLEM).replace("fx-2", "fx-9"), 1, "entries must end in '.yaml'"),
     w("ext-problem-upper", "problems/fx-9.YAML", original(PROBLEM).replace("fx-2", "fx-9"), 1, "entries must end in '.yaml'"),
+    Case("name-with-newline", write("problems/fx\n9.yaml", original(PROBLEM).replace("id: fx-2", "id: fx-9")),
+         "problems/fx\\n9.yaml", 1, "does not match the file name 'fx\\n9'"),  # no fake diagnostic lines
     w("ext-literature-yml", "literature/more.yml", "papers: []\n", 1, "entries must end in '.yaml'"),
     Case("ext-circuit-yml", both(write("circuits_zoo/toy-copy/circuit.yml", original(CIRCUIT)),
                                  lambda root: (root / CIRCUIT).unlink()),

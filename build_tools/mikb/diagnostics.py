@@ -29,7 +29,8 @@ class Diagnostic:
 
     def format(self) -> str:
         prefix = f"{self.severity}: " if self.severity in ("warning", "note") else ""
-        return f"{self.path}:{self.line}:{self.col}: {prefix}{self.message}"
+        path = self.path if self.path.isprintable() else self.path.encode("unicode_escape").decode("ascii")
+        return f"{path}:{self.line}:{self.col}: {prefix}{self.message}"
 
     @property
     def is_error(self) -> bool:
