@@ -32,7 +32,12 @@ class CheckResult:
 
     @property
     def warnings(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if not d.is_error]
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+    @property
+    def notes(self) -> list[Diagnostic]:
+        """Consequences of an error reported elsewhere (e.g. references not checked)."""
+        return [d for d in self.diagnostics if d.severity == "note"]
 
     def only(self, paths: list[Path]) -> CheckResult:
         """Keep diagnostics under the given files or folders (the whole repo is still loaded
@@ -49,5 +54,13 @@ def run_check(root: Path) -> CheckResult:
     graph = build_graph(kb)
     found = [*kb.diagnostics, *check_cross_references(kb), *orphan_warnings(kb, graph),
              *check_entry_content(kb), *check_entry_hygiene(kb), *check_results_files(list(kb.circuits.values()), kb.root)]
-    unique = sorted(set(found), key=lambda d: (d.path, d.line, d.col, d.message))
+    unique = sorted(set(found), key=_reading_order)
     return CheckResult(kb, graph, unique)
+
+
+_SEVERITY_ORDER = {"error": 0, "warning": 1, "note": 2}
+
+
+def _reading_order(d: Diagnostic) -> tuple[str, int, int, int, str]:
+    """By place, and at one place the cause before the note about its consequences."""
+    return (d.path, d.line, d.col, _SEVERITY_ORDER.get(d.severity, 3), d.message)

@@ -8,12 +8,49 @@ Each entry keeps the document it came from so later checks can point at its line
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mikb.yaml_source import YamlDocument
 
 STATUSES = ("open", "in-progress", "partially-solved", "solved")
+
+
+def path_escape(folder: Path, relative: Any) -> str | None:
+    """Why ``relative`` may not be used below ``folder``, or None when it is safe.
+
+    The reproduction runner runs ``reproduction.script`` and writes and deletes inside
+    ``reproduction.outputs``; an absolute path, a ``..`` component or a symlink out of the
+    circuit's folder would let an entry point it anywhere on the machine."""
+    if not isinstance(relative, str) or not relative.strip():
+        return "must be a path relative to the circuit's folder"
+    if any(ch in relative for ch in "\x00\\\n\r"):
+        return "must be a plain relative path (no backslashes, newlines or NUL characters)"
+    pure = PurePosixPath(relative)
+    if len(relative) > 200 or any(len(part) > 100 for part in pure.parts):
+        return "is too long (at most 200 characters, 100 per folder or file name)"
+    if pure.is_absolute() or relative.startswith("~"):
+        return "must be relative to the circuit's folder, not an absolute path"
+    if ".." in pure.parts:
+        return "must not contain '..': keep it inside the circuit's folder"
+    if not pure.parts or pure.parts == (".",):
+        return "must name something inside the circuit's folder, not the folder itself"
+    try:
+        base = folder.resolve()
+        real = (folder / pure).resolve()
+    except (OSError, RuntimeError):
+        return "cannot be resolved (a symlink loop?)"
+    if real == base or not real.is_relative_to(base):
+        return "leads out of the circuit's folder through a symlink"
+    return None
+
+
+def inside_folder(folder: Path, relative: Any, what: str) -> Path:
+    """``folder / relative``, refused (ValueError) unless :func:`path_escape` accepts it."""
+    why = path_escape(folder, relative)
+    if why:
+        raise ValueError(f"{what} {why}")
+    return folder / relative
 
 
 @dataclass
@@ -183,13 +220,15 @@ class Circuit:
 
     @property
     def script_path(self) -> Path:
+        """The reproduction script; never outside the circuit's folder (ValueError if it would be)."""
         assert self.folder is not None
-        return self.folder / self.reproduction["script"]
+        return inside_folder(self.folder, self.reproduction["script"], "reproduction.script")
 
     @property
     def outputs_dir(self) -> Path:
+        """Where results are written (and stale ones deleted); never outside the circuit's folder."""
         assert self.folder is not None
-        return self.folder / self.reproduction.get("outputs", "results")
+        return inside_folder(self.folder, self.reproduction.get("outputs", "results"), "reproduction.outputs")
 
     def component(self, component_id: str) -> Component | None:
         return next((c for c in self.components if c.id == component_id), None)

@@ -63,6 +63,26 @@ class Layout:
             return []
         return sorted(p for p in self.literature_dir.glob("*.yaml") if not p.name.startswith("_"))
 
+    def misnamed_files(self) -> list[Path]:
+        """YAML files the loader would skip because of their extension (``.yml``, ``.YAML``).
+
+        Skipping them silently would let an entry vanish from the site while ``mikb check``
+        passes, so the loader reports each one instead."""
+        found: list[Path] = []
+        for folder in (self.problems_dir, self.literature_dir):
+            found += [p for p in _listing(folder) if p.suffix.lower() in (".yml", ".yaml") and p.suffix != ".yaml"]
+        for folder in self.circuit_dirs():
+            found += [p for p in _listing(folder) if p.name.lower() in ("circuit.yml", "circuit.yaml") and p.name != "circuit.yaml"]
+        return sorted(found)
+
+
+def _listing(folder: Path) -> list[Path]:
+    """A folder's entries; an unreadable or missing folder has none (its files are reported elsewhere)."""
+    try:
+        return list(folder.iterdir()) if folder.is_dir() else []
+    except OSError:
+        return []
+
 
 def find_root(start: Path | None = None) -> Path:
     """The nearest folder at or above ``start`` that holds mkdocs.yml or problems/."""

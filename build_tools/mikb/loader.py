@@ -3,15 +3,20 @@
 Each file is parsed with positions, validated against its schema, and only then turned into
 an entry; a file with schema errors contributes diagnostics but no entry, so later stages
 never see malformed data. Cross-reference checks happen in :mod:`mikb.crossref`.
+
+Failures are recorded so their consequences can be silenced: a registry that could not be
+read at all (``unreadable``) and entries that exist but are invalid (``invalid_ids``) are
+not also reported as hundreds of "unknown key" errors wherever they are referenced.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mikb.diagnostics import Diagnostic, display_path
+from mikb.diagnostics import Diagnostic, clip, display_path
 from mikb.entries import (
     Category,
     Circuit,
@@ -23,10 +28,11 @@ from mikb.entries import (
     Problem,
     SourceList,
     StatusChange,
+    path_escape,
 )
 from mikb.layout import Layout
 from mikb.schema_check import validate_document
-from mikb.yaml_source import YamlDocument, read_yaml
+from mikb.yaml_source import MAX_REGISTRY_BYTES, YamlDocument, read_yaml
 
 
 @dataclass
@@ -45,6 +51,17 @@ class KnowledgeBase:
     registry_docs: dict[str, YamlDocument] = field(default_factory=dict)
     paper_docs: dict[str, tuple[YamlDocument, int]] = field(default_factory=dict)
     model_docs: dict[str, tuple[YamlDocument, int]] = field(default_factory=dict)
+    unreadable: dict[str, Diagnostic] = field(default_factory=dict)  # registry kind -> why it failed to load
+    invalid_ids: dict[str, set[str]] = field(default_factory=dict)  # kind -> ids of entries that failed
+    unchecked_refs: Counter[str] = field(default_factory=Counter)  # registry kind -> references not checked
+
+    def mark_invalid(self, kind: str, entry_id: Any) -> None:
+        """Remember an entry that exists but failed validation, so references to it are not 'unknown'."""
+        if isinstance(entry_id, str):  # stripped: 'key\n' is invalid, but references name 'key'
+            self.invalid_ids.setdefault(kind, set()).add(entry_id.strip())
+
+    def is_invalid(self, kind: str, entry_id: str) -> bool:
+        return entry_id in self.invalid_ids.get(kind, set())
 
     @property
     def root(self) -> Path:
@@ -67,18 +84,29 @@ class KnowledgeBase:
 def load_knowledge_base(root: Path) -> KnowledgeBase:
     """Load and schema-check everything under ``root`` (no cross-reference checks)."""
     kb = KnowledgeBase(layout=Layout(root.resolve()))
-    _load_categories(kb)
-    _load_models(kb)
-    _load_papers(kb)
-    _load_problems(kb)
-    _load_circuits(kb)
+    for step in (_load_categories, _load_models, _load_papers, _load_problems, _load_circuits, _report_misnamed):
+        step(kb)
     return kb
 
 
-def _read(kb: KnowledgeBase, path: Path, schema: str) -> YamlDocument | None:
-    doc = read_yaml(path, kb.rel(path))
+def _parse(kb: KnowledgeBase, path: Path, max_bytes: int | None = None) -> YamlDocument:
+    """Read one file; an unexpected exception becomes a diagnostic, not a traceback.
+
+    The catch-all is a backstop for bugs in this package, not a way of handling input: the
+    fuzz tests fail on any 'internal error' message."""
+    display = kb.rel(path)
+    try:
+        doc = read_yaml(path, display, root=kb.root, **({"max_bytes": max_bytes} if max_bytes else {}))
+    except Exception as exc:  # noqa: BLE001 - see docstring
+        doc = YamlDocument(path=path, display=display, data=None)
+        doc.problems.append(Diagnostic(display, 1, 1, f"internal error while reading this file: {clip(repr(exc))}"))
     kb.documents[doc.display] = doc
     kb.diagnostics.extend(doc.problems)
+    return doc
+
+
+def _read(kb: KnowledgeBase, path: Path, schema: str) -> YamlDocument | None:
+    doc = _parse(kb, path)
     if doc.data is None:
         return None
     problems = validate_document(doc, schema)
@@ -87,21 +115,32 @@ def _read(kb: KnowledgeBase, path: Path, schema: str) -> YamlDocument | None:
 
 
 def _read_registry(kb: KnowledgeBase, path: Path, schema: str, list_key: str) -> tuple[YamlDocument | None, list[Any]]:
-    """Registries are validated item by item, so one bad paper does not hide the others."""
-    if not path.is_file():
+    """Registries are validated item by item, so one bad paper does not hide the others.
+
+    A registry that cannot be read at all, or has no list of items, is recorded in
+    ``kb.unreadable`` (its references are then not checked); an item with errors is
+    recorded in ``kb.invalid_ids`` (references to it are not 'unknown')."""
+    if not path.exists() and not path.is_symlink():
         return None, []
-    doc = read_yaml(path, kb.rel(path))
-    kb.documents[doc.display] = doc
-    kb.diagnostics.extend(doc.problems)
+    doc = _parse(kb, path, MAX_REGISTRY_BYTES)
     if doc.data is None or doc.problems:
+        kb.unreadable.setdefault(schema, doc.problems[0])
         return None, []
     problems = validate_document(doc, schema)
     kb.diagnostics.extend(problems)
     items = doc.data.get(list_key) if isinstance(doc.data, dict) else None
     if not isinstance(items, list):
+        kb.unreadable.setdefault(schema, problems[0] if problems else doc.diag((), "no list of entries"))
         return doc, []
     bad_items = {_item_index(doc, d, list_key) for d in problems}
-    return doc, [(i, item) for i, item in enumerate(items) if i not in bad_items and isinstance(item, dict)]
+    id_field = "slug" if schema == "categories" else "key" if schema == "papers" else "id"
+    good = []
+    for i, item in enumerate(items):
+        if i in bad_items or not isinstance(item, dict):
+            kb.mark_invalid(schema, item.get(id_field) if isinstance(item, dict) else None)
+        else:
+            good.append((i, item))
+    return doc, good
 
 
 def _item_index(doc: YamlDocument, diagnostic: Diagnostic, list_key: str) -> int | None:
@@ -180,6 +219,7 @@ def _load_problems(kb: KnowledgeBase) -> None:
     for path in kb.layout.problem_files():
         doc = _read(kb, path, "problem")
         if doc is None:
+            kb.mark_invalid("problem", path.stem)  # a valid problem's id equals its file name
             continue
         data = doc.data
         problem = Problem(
@@ -203,11 +243,13 @@ def _load_problems(kb: KnowledgeBase) -> None:
 def _load_circuits(kb: KnowledgeBase) -> None:
     for folder in kb.layout.circuit_dirs():
         path = folder / "circuit.yaml"
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             kb.diagnostics.append(Diagnostic(kb.rel(folder), 1, 1, "circuit folder has no circuit.yaml"))
+            kb.mark_invalid("circuit", folder.name)
             continue
         doc = _read(kb, path, "circuit")
-        if doc is None:
+        if doc is None or not _safe_reproduction_paths(kb, doc, folder):
+            kb.mark_invalid("circuit", folder.name)  # a valid circuit's id equals its folder name
             continue
         data = doc.data
         models = data["models"]
@@ -236,3 +278,25 @@ def _load_circuits(kb: KnowledgeBase) -> None:
             kb.diagnostics.append(doc.diag(("id",), f"duplicate circuit id '{circuit.id}'"))
             continue
         kb.circuits[circuit.id] = circuit
+
+
+def _safe_reproduction_paths(kb: KnowledgeBase, doc: YamlDocument, folder: Path) -> bool:
+    """Report script/outputs paths that leave the circuit's folder; True when both are safe.
+
+    Checked before a :class:`Circuit` exists, so nothing downstream (the runner deletes
+    stale results under ``outputs``) ever holds a path outside the folder."""
+    reproduction = doc.data["reproduction"]
+    safe = True
+    for name, default in (("script", None), ("outputs", "results")):
+        value = reproduction.get(name, default)
+        why = path_escape(folder, value)
+        if why:
+            kb.diagnostics.append(doc.diag(("reproduction", name), f"reproduction.{name} {why} (got {clip(repr(value))})"))
+            safe = False
+    return safe
+
+
+def _report_misnamed(kb: KnowledgeBase) -> None:
+    for path in kb.layout.misnamed_files():
+        kb.diagnostics.append(Diagnostic(
+            kb.rel(path), 1, 1, f"'{clip(path.name)}' is not read: entries must end in '.yaml' (rename it)"))
