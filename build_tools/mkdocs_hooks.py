@@ -22,7 +22,7 @@ def on_pre_build(config) -> None:  # noqa: ANN001 - MkDocs passes its config obj
         return
     root = Path(config["config_file_path"]).resolve().parent
     options = SiteOptions(repo_url=config.extra.get("mikb_repo"), branch=config.extra.get("mikb_branch", "main"),
-                          site_name=config.get("site_name", "mikb"))
+                          site_name=config.get("site_name", "mikb"), site_url=config.get("site_url"))
     try:
         report = generate_site(root, Path(config["docs_dir"]), options)
     except InvalidEntries as exc:

@@ -117,3 +117,18 @@ def test_plain_mkdocs_build_uses_the_hook(kb_root: Path) -> None:
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert (kb_root / "site/problems/fx-1/index.html").is_file()
+
+
+def test_status_feed_and_banner(built: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    feed = ET.parse(built / "feed.xml").getroot()
+    entries = feed.findall("a:entry", ns)
+    # fx-1 moved once after being posed; "posed" entries are not changes
+    assert [e.find("a:title", ns).text for e in entries] == ["1.1 Find the copying head in a toy model: partially solved"]
+    assert entries[0].find("a:link", ns).get("href").endswith("problems/fx-1/")
+    problem = (built / "problems/fx-1/index.html").read_text()
+    assert 'class="mikb-banner mikb-banner-partially-solved"' in problem
+    assert 'href="../statuses/"' in problem and (built / "problems/statuses/index.html").is_file()
+    assert "<thead>\n<tr>\n<th></th>" not in problem  # no empty header row above the facts

@@ -112,9 +112,10 @@ def _site_options(root: Path):
     if config.is_file():  # a line scan: mkdocs.yml holds python tags a safe YAML loader rejects
         for line in config.read_text().splitlines():
             key, _, value = line.strip().partition(":")
-            if key in ("mikb_repo", "mikb_branch"):
+            if key in ("mikb_repo", "mikb_branch", "site_url"):
                 found[key] = value.strip()
-    return SiteOptions(repo_url=found.get("mikb_repo"), branch=found.get("mikb_branch", "main"))
+    return SiteOptions(repo_url=found.get("mikb_repo"), branch=found.get("mikb_branch", "main"),
+                       site_url=found.get("site_url"))
 
 
 def _generate(root: Path) -> int:

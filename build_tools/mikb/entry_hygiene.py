@@ -52,8 +52,8 @@ def _numbers_outside_category(kb: KnowledgeBase) -> list[Diagnostic]:
         category = kb.categories.get(problem.category)
         if category is None or category.number in (None, "") or not problem.number or "." not in str(problem.number):
             continue
-        prefix = str(problem.number).rsplit(".", 1)[0]
-        if prefix != str(category.number):
+        # A problem's number starts with its category's (1.x, or 1.x.y in a deeper scheme).
+        if not (str(problem.number) + ".").startswith(f"{category.number}."):
             out.append(problem.doc.diag(("number",), f"number {problem.number} is outside category '{category.slug}', "
                                         f"whose problems are numbered {category.number}.N", severity="warning"))
     return out

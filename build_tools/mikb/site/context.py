@@ -28,6 +28,7 @@ class SiteOptions:
     repo_url: str | None = None
     branch: str = "main"
     site_name: str = "mikb"
+    site_url: str | None = None
 
 
 @dataclass

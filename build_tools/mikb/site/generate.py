@@ -20,6 +20,7 @@ from mikb.export import export_entries
 from mikb.graph import to_graphml, to_json
 from mikb.site.circuits import write_circuit_pages
 from mikb.site.context import SiteContext, SiteOptions
+from mikb.site.feed import FEED, status_feed
 from mikb.site.home import write_explore, write_home, write_tags
 from mikb.site.papers import write_model_pages, write_paper_pages
 from mikb.site.problems import write_problem_pages
@@ -78,6 +79,7 @@ def generate_site(root: Path, out_dir: Path | None = None, options: SiteOptions 
     write_model_pages(ctx, out)
     write_tags(ctx, out)
     write_explore(ctx, out)
+    out.text(FEED, status_feed(ctx.kb, ctx.options.site_url, ctx.problem_number))
     _write_data(ctx, out)
     _write_assets(out)
     out.text(".gitkeep", "")  # the folder must exist before MkDocs validates its config

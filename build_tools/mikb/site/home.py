@@ -15,6 +15,7 @@ from mikb.site.safe_html import code, inline
 from mikb.site.writer import SiteWriter
 
 EXPLORE = "explore.md"
+RECENT_ON_HOME = 12
 GRAPH_LAYOUT = "data/graph-layout.json"
 
 
@@ -27,7 +28,8 @@ def write_home(ctx: SiteContext, out: SiteWriter, intro: str) -> None:
     )
     lines = [front_matter(title="Home", hide=["navigation"]), intro.strip() + "\n",
              '<div class="mikb-counts">',
-             f'<a class="mikb-count-card" href="problems/"><b>{len(kb.problems)}</b><span>open problems</span></a>',
+             f'<a class="mikb-count-card" href="problems/"><b>{len(kb.problems)}</b><span>problems tracked</span>'
+             f'<small>{counts.get("open", 0)} still open</small></a>',
              f'<a class="mikb-count-card" href="circuits/"><b>{len(kb.circuits)}</b><span>circuits</span></a>',
              f'<a class="mikb-count-card" href="papers/"><b>{len(kb.papers)}</b><span>papers and posts</span></a>',
              f'<a class="mikb-count-card" href="models/"><b>{len(kb.models)}</b><span>models</span></a>',
@@ -42,16 +44,16 @@ def write_home(ctx: SiteContext, out: SiteWriter, intro: str) -> None:
             still_open = sum(1 for p in members if p.status == "open")
             lines.append(f"| [{esc(source_list.name)}](problems/index.md?list={esc(source_list.slug)}) | {len(members)} "
                          f"| {moved} | {still_open} |")
-    lines += ["", "## Recently changed\n", "Status changes after a problem was posed; all of them, per list and category, "
-              "are under [recently addressed](problems/recent.md).\n", "| Date | Problem | Change |", "|---|---|---|"]
-    seen = set()
-    for date, problem, change in changes:
-        if problem.id in seen:
-            continue
-        seen.add(problem.id)
-        lines.append(f"| {esc(date)} | [{esc(problem.title)}](problems/{problem.id}.md) | {status_badge(change.status)} {inline(change.note or '')} |")
-        if len(seen) >= 10:
-            break
+    lines += ["", "## Recently changed\n",
+              "The newest status changes, whichever problem they belong to. All of them, per list and category, are "
+              "under [recently addressed](problems/recent.md); [solved problems](problems/index.md?status=solved); "
+              "subscribe to the [Atom feed of status changes](feed.xml).\n",
+              "| Date | Problem | Change |", "|---|---|---|"]
+    for date, problem, change in changes[:RECENT_ON_HOME]:
+        number = ctx.problem_number(problem)
+        label = f"{number} {problem.title}" if number else problem.title
+        lines.append(f"| {esc(date)} | [{esc(label)}](problems/{problem.id}.md) | {status_badge(change.status)} "
+                     f"{inline(change.note or '')} |")
     lines += ["", "## Circuit zoo\n"]
     for c in sorted(kb.circuits.values(), key=lambda c: c.name):
         lines.append(f"- [{esc(c.name)}](circuits/{c.id}/index.md) — {inline(c.task)}")

@@ -15,6 +15,13 @@ from mikb.site.writer import SiteWriter
 INDEX = "problems/index.md"
 CATEGORIES_PAGE = "problems/categories.md"
 RECENT_PAGE = "problems/recent.md"
+STATUSES_PAGE = "problems/statuses.md"
+STATUS_MEANINGS = {
+    "open": "No work addresses the question as posed yet (or none that mikb has recorded).",
+    "in-progress": "Work addresses the question or a close variant, without answering it.",
+    "partially-solved": "Work answers part of the question, or answers it for some models or settings only.",
+    "solved": "A work answers the question as posed; the evidence names it.",
+}
 DIFFICULTY_ORDER = ["A", "A-B", "B", "B-C", "C", "C-D", "D", "unknown"]
 
 
@@ -45,6 +52,7 @@ def write_problem_pages(ctx: SiteContext, out: SiteWriter) -> None:
     out.text(INDEX, _index(ctx, problems))
     out.text(CATEGORIES_PAGE, _categories_overview(ctx, problems))
     out.text(RECENT_PAGE, _recent(ctx, problems))
+    out.text(STATUSES_PAGE, _statuses_page(ctx, problems))
     for slug, category in ctx.kb.categories.items():
         members = [p for p in problems if p.category == slug]
         out.text(category_page(slug), _category(ctx, category, members))
@@ -129,6 +137,41 @@ def problem_table(ctx: SiteContext, page: str, problems: list[Problem], *, table
     return "\n".join(controls) + "\n\n" + table + "\n"
 
 
+def status_banner(ctx: SiteContext, page: str, p: Problem) -> str:
+    """The problem's standing at a glance: its status, since when, and the evidence that set it
+    (the last entry of its status history), linked to the definition of each status. Written
+    as a Markdown paragraph with attribute lists so both MkDocs and Zensical resolve its links."""
+    last = p.status_history[-1]
+    evidence = link(last.evidence, last.evidence) if last.evidence_is_url else ctx.paper_link(page, last.evidence)
+    since = "posed" if len(p.status_history) == 1 else "since"
+    label = esc(STATUS_LABELS.get(p.status, p.status))
+    note = f' <span class="mikb-banner-note">{inline(last.note)}</span>' if last.note else ""
+    return (f"[{label}]({rel_link(page, STATUSES_PAGE)}){{ .mikb-banner-status }} {since} {esc(last.date)} · "
+            f"evidence: {evidence}{note}\n{{ .mikb-banner .mikb-banner-{p.status} }}\n")
+
+
+def facts_table(facts: list[tuple[str, str]]) -> str:
+    """Label/value rows as a Markdown table whose first fact is the header row (an empty
+    header row would sit above the table otherwise)."""
+    (first_key, first_value), *rest = facts
+    rows = [f"| {first_key} | {cell(first_value)} |", "|---|---|"] + [f"| {k} | {cell(v)} |" for k, v in rest]
+    return '<div class="mikb-facts" markdown>\n\n' + "\n".join(rows) + "\n\n</div>\n"
+
+
+def _statuses_page(ctx: SiteContext, problems: list[Problem]) -> str:
+    counts = Counter(p.status for p in problems)
+    lines = [front_matter(title="What the statuses mean"), "# What the statuses mean\n",
+             "Every problem carries a dated status history; each change names the work it rests on and says in one "
+             "sentence what that work showed. The current status is the last entry.\n",
+             "| Status | Problems | Use it when |", "|---|---|---|"]
+    for status, meaning in STATUS_MEANINGS.items():
+        lines.append(f"| {status_badge(status)} | [{counts.get(status, 0)}](index.md?status={status}) | {meaning} |")
+    lines.append("\nBe conservative: a paper that makes progress moves a problem to *in progress* or *partially "
+                 "solved*; *solved* needs a work that answers the question as it was posed. See "
+                 "[how to contribute](../contributing.md) for how to record a change.\n")
+    return "\n".join(lines)
+
+
 def _number_sort_key(number: str) -> str:
     """Zero-padded parts, so that a plain string sort orders 6.7 before 6.52 and 2.25 before 2.25b."""
     if not number:
@@ -145,11 +188,12 @@ def _index(ctx: SiteContext, problems: list[Problem]) -> str:
     counts = Counter(p.status for p in problems)
     summary = ", ".join(f"{counts.get(s, 0)} {label}" for s, label in STATUS_LABELS.items())
     return (
-        front_matter(title="Open problems", hide=["toc"])
-        + "# Open problems\n\n"
+        front_matter(title="Problems", hide=["toc"])
+        + "# Problems\n\n"
         + f"{len(problems)} problems ({summary}). Filter by category, difficulty, status, tag or words; "
         + f"the filters are kept in the address bar, so a filtered list can be shared. [Browse by category]({'categories.md'}); "
-        + "[recently addressed](recent.md): which problems moved, when, and by which papers.\n\n"
+        + "[recently addressed](recent.md): which problems moved, when, and by which papers; "
+        + "[what the statuses mean](statuses.md).\n\n"
         + "Difficulty follows the source's marks (A easiest to D hardest, ranges such as B-C); "
         + "where only the companion spreadsheet's mark is known it is shown and filtered on, labelled *(spreadsheet)*; "
         + "`unknown` where neither could be recovered. ★ marks problems the source starred.\n\n"
@@ -292,9 +336,10 @@ def _problem(ctx: SiteContext, p: Problem) -> str:
     lines = [
         front_matter(title=f"{number + ' ' if number else ''}{p.title}", tags=p.tags, mikb_source=ctx.kb.rel(p.doc.path)),
         f"# {esc(number + ' · ') if number else ''}{esc(p.title)}\n",
-        "| | |\n|---|---|\n" + "\n".join(f"| {k} | {cell(v)} |" for k, v in facts) + "\n",
-        "## Summary\n",
+        status_banner(ctx, page, p),
+        # The summary comes before the metadata: search results show a page's first text.
         block(p.summary) + "\n",
+        facts_table(facts),
     ]
     if p.notes:
         lines.append(admonition("note", "About the source", block(p.notes)))
