@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mikb.evidence import METHOD_CHECK, REPRODUCTION, SMOKE_TEST, evidence_of
 from mikb.export import export_entries
 from mikb.loader import load_knowledge_base
-from mikb.reproduce.fingerprint import file_sha256, script_sha256
+from mikb.reproduce.fingerprint import entry_run_sha256, script_sha256
 from mikb.site.generate import generate_site
 
 
@@ -25,7 +26,7 @@ def _publish_results(root: Path) -> None:
                     "ground_truth_components": {"prev": ["0.1"], "copy": ["1.2", "1.0"]}},
         "provenance": {"model_id": "toy-2l", "seed": 0, "finished_at": "2026-01-01T00:00:00+00:00",
                        "script_sha256": script_sha256(root / "circuits_zoo/toy-copy/reproduce.py"),
-                       "entry_sha256": file_sha256(root / "circuits_zoo/toy-copy/circuit.yaml")},
+                       "entry_run_sha256": entry_run_sha256(yaml.safe_load((root / "circuits_zoo/toy-copy/circuit.yaml").read_text()))},
     }
     (folder / "results.json").write_text(json.dumps(results))
 

@@ -35,7 +35,7 @@ def test_run_publishes_results_with_complete_provenance(kb_root: Path) -> None:
     assert outcome.status == "ok", outcome.message
     results = json.loads((_results_dir(kb_root) / "results.json").read_text())
     prov = results["provenance"]
-    for key in ("model_id", "model_kind", "weights_source", "seed", "script_sha256", "entry_sha256", "packages",
+    for key in ("model_id", "model_kind", "weights_source", "seed", "script_sha256", "entry_run_sha256", "packages",
                 "device", "wall_time_s", "started_at", "finished_at", "command", "cache_key", "git_commit"):
         assert key in prov, key
     assert prov["model_kind"] == "planted" and prov["weights_source"] == "planted by the fixture"
@@ -131,10 +131,22 @@ def test_killed_run_leaves_old_results_intact(kb_root: Path) -> None:
 def test_stale_results_are_marked_on_the_page(kb_root: Path) -> None:
     _run(kb_root)
     entry = kb_root / "circuits_zoo" / CIRCUIT / "circuit.yaml"
-    entry.write_text(entry.read_text().replace("task: Copy the previous token.", "task: Copy the previous token again."))
+    # Prose and claims are judged at page-build time against the committed metrics: not stale,
+    # and a tightened claim is re-judged from the same run.
+    entry.write_text(entry.read_text().replace("task: Copy the previous token.", "task: Copy the previous token again.")
+                     .replace("      toy-2l: {min: 0.5}", "      toy-2l: {min: 0.99}"))
     generate_site(kb_root)
     page = (kb_root / "site_src/circuits/toy-copy/index.md").read_text()
-    assert "Stale results" in page and "the circuit entry changed since this run" in page
+    assert "Stale results" not in page
+    assert "value ≥ 0.99" in page and "mikb-state-fail" in page
+    assert reproduce(load_knowledge_base(kb_root), CIRCUIT, dry_run=True).status == "cached"
+    # What decides the run (models, script, outputs) does make the results stale.
+    models = kb_root / "circuits_zoo/models.yaml"
+    models.write_text(models.read_text() + "  - {id: toy-3l, name: Toy three-layer model, kind: planted, n_layers: 3, n_heads: 4}\n")
+    entry.write_text(entry.read_text().replace("models: [toy-2l]", "models: [toy-2l, toy-3l]"))
+    generate_site(kb_root)
+    page = (kb_root / "site_src/circuits/toy-copy/index.md").read_text()
+    assert "Stale results" in page and "the circuit&#39;s models or reproduction settings changed since this run" in page
 
 
 def test_results_appear_on_the_page_with_provenance(kb_root: Path) -> None:

@@ -209,6 +209,8 @@ def _check_location(kb: KnowledgeBase, doc: YamlDocument, path: tuple, kind: str
     if model is None:
         return []
     layer = int(parts[0])
+    if model.n_layers is None or model.n_heads is None:
+        return [doc.diag(here, f"{model_id} is a paper's model with no stated shape: components need a model mikb runs")]
     if layer >= model.n_layers:
         return [doc.diag(here, f"layer {layer} does not exist in {model_id} (layers 0-{model.n_layers - 1})")]
     if kind == "head" and parts[1] != "*" and int(parts[1]) >= model.n_heads:

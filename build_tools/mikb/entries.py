@@ -239,8 +239,8 @@ class Model:
     id: str
     name: str
     kind: str
-    n_layers: int
-    n_heads: int
+    n_layers: int | None  # None only for kind "paper": a paper's model whose shape mikb does not state
+    n_heads: int | None
     d_model: int | None = None
     d_vocab: int | None = None
     n_neurons: int | None = None

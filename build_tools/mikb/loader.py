@@ -187,8 +187,8 @@ def _load_models(kb: KnowledgeBase) -> None:
             kb.diagnostics.append(doc.diag(("models", index, "id"), f"duplicate model id '{model_id}'"))
             continue
         kb.models[model_id] = Model(
-            id=model_id, name=item["name"], kind=item["kind"], n_layers=item["n_layers"],
-            n_heads=item["n_heads"], d_model=item.get("d_model"), d_vocab=item.get("d_vocab"),
+            id=model_id, name=item["name"], kind=item["kind"], n_layers=item.get("n_layers"),
+            n_heads=item.get("n_heads"), d_model=item.get("d_model"), d_vocab=item.get("d_vocab"),
             n_neurons=item.get("n_neurons", item.get("d_mlp")), weights=item.get("weights"),
             description=item.get("description"), references=item.get("references", []), index=index,
         )

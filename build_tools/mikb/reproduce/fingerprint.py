@@ -84,6 +84,18 @@ def _module_file(root: Path, module: str) -> Path | None:
     return None
 
 
+# The parts of a circuit entry that decide what a run computes: which script, where it writes,
+# for which models. Claims, prose and references are judged or shown at page-build time from
+# the committed metrics, so editing them never makes a result stale or forces a re-run.
+RUN_FIELDS = ("id", "models", "reproduction")
+
+
+def entry_run_sha256(entry: dict[str, Any]) -> str:
+    """Hash of the run-deciding fields of a circuit entry (see RUN_FIELDS)."""
+    payload = json.dumps({k: entry.get(k) for k in RUN_FIELDS}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
 def run_key(
     script_hash: str, entry_hash: str, model_id: str, seed: int, quick: bool, params: dict[str, Any], device: str,
 ) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mikb.entries import Circuit
-from mikb.reproduce.fingerprint import file_sha256, script_sha256
+from mikb.reproduce.fingerprint import entry_run_sha256, script_sha256
 
 RESULTS_FILE = "results.json"
 FAILURE_FILE = "failure.json"
@@ -83,6 +83,6 @@ def stale_reasons(circuit: Circuit, results: dict[str, Any]) -> list[str]:
         reasons.append("these are quick (CI-sized) results; run without --quick for the full results")
     if circuit.script_path.is_file() and prov.get("script_sha256") != script_sha256(circuit.script_path):
         reasons.append("the reproduction script or the mikb code it uses changed since this run")
-    if circuit.doc and prov.get("entry_sha256") != file_sha256(circuit.doc.path):
-        reasons.append("the circuit entry changed since this run")
+    if circuit.doc and prov.get("entry_run_sha256") != entry_run_sha256(circuit.doc.data):
+        reasons.append("the circuit's models or reproduction settings changed since this run")
     return reasons

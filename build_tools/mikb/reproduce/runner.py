@@ -33,7 +33,7 @@ from mikb.evidence import LABELS, evidence_of
 from mikb.loader import KnowledgeBase
 from mikb.reproduce.claims import judge
 from mikb.reproduce.context import ModelUnavailable, ReproContext, ScriptSpec, json_problem
-from mikb.reproduce.fingerprint import file_sha256, run_key, script_sha256
+from mikb.reproduce.fingerprint import entry_run_sha256, run_key, script_sha256
 from mikb.reproduce.provenance import (
     device_description,
     git_state,
@@ -142,7 +142,7 @@ def reproduce(
     except ValueError as exc:
         raise ReproError(f"{circuit_id}: {exc}") from None
     script_hash = script_sha256(circuit.script_path)
-    entry_hash = file_sha256(circuit.doc.path)
+    entry_hash = entry_run_sha256(circuit.doc.data)
     key = run_key(script_hash, entry_hash, model_id, seed, quick, run_params, device)
     folder = results_folder_name(model_id, quick)
     final = circuit.outputs_dir / folder
@@ -216,7 +216,7 @@ class _Run:
                 "model_id": self.model_id, "model_kind": model.kind if model else "unknown",
                 "weights_source": payload.get("weights_source"), "seed": self.seed,
                 "script": self.kb.rel(self.circuit.script_path), "script_sha256": self.script_hash,
-                "entry_sha256": self.entry_hash, "git_commit": commit, "git_dirty": dirty,
+                "entry_run_sha256": self.entry_hash, "git_commit": commit, "git_dirty": dirty,
                 "packages": package_versions(), "device": device_description(self.device),
                 "wall_time_s": round(wall, 2), "peak_rss_mb": payload.get("peak_rss_mb"),
                 "started_at": started.isoformat(timespec="seconds"),

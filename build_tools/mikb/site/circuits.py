@@ -160,7 +160,10 @@ def _reported(ctx: SiteContext, page: str, claim: Claim) -> str:
     src = claim.reported["source"]
     where = f", {esc(src['where'])}" if src.get("where") else ""
     unit = f" {esc(claim.unit)}" if claim.unit else ""
-    return (f"{esc(claim.reported_text)}{unit} <br><small>{esc(claim.reported['model'])}; "
+    model_id = claim.reported["model"]
+    model = ctx.kb.models.get(model_id)
+    measured_on = ctx.link(page, node_id("model", model_id), model.name) if model else esc(model_id)
+    return (f"{esc(claim.reported_text)}{unit} <br><small>on {measured_on}; "
             f"{ctx.paper_link(page, src['paper'])}{where}</small>")
 
 
@@ -297,7 +300,7 @@ def _provenance(prov: dict, kind: str, results_url: str, command: str, r: dict) 
         ("Mode", "quick" if r.get("quick") else "full"),
         ("Parameters", code(json.dumps(r.get("params", {}), sort_keys=True, default=str))),
         ("Script hash", code(str(prov.get("script_sha256", ""))[:12])),
-        ("Entry hash", code(str(prov.get("entry_sha256", ""))[:12])),
+        ("Entry hash (models, reproduction)", code(str(prov.get("entry_run_sha256", ""))[:12])),
         ("Git commit", code(str(prov.get("git_commit") or "unknown")[:12]) + (" (uncommitted changes)" if prov.get("git_dirty") else "")),
         ("Versions", esc(versions)),
         ("Device", esc(prov.get("device"))),

@@ -76,6 +76,10 @@ def _paper(ctx: SiteContext, p: Paper) -> str:
     return "\n".join(lines)
 
 
+def _shape(model) -> str:
+    return f"{esc(model.n_layers)} × {esc(model.n_heads)}" if model.n_layers and model.n_heads else "—"
+
+
 def write_model_pages(ctx: SiteContext, out: SiteWriter) -> None:
     models = sorted(ctx.kb.models.values(), key=lambda m: m.id)
     lines = [front_matter(title="Models"), "# Models\n",
@@ -85,14 +89,15 @@ def write_model_pages(ctx: SiteContext, out: SiteWriter) -> None:
              "| Model | Kind | Layers × heads | Circuits |", "|---|---|---|---|"]
     for m in models:
         circuits = incoming(ctx.graph, node_id("model", m.id), "runs-on")
-        lines.append(f"| [{esc(m.name)}]({m.id}.md) | {esc(m.kind)} | {esc(m.n_layers)} × {esc(m.n_heads)} | {len(circuits)} |")
+        lines.append(f"| [{esc(m.name)}]({m.id}.md) | {esc(m.kind)} | {_shape(m)} | {len(circuits)} |")
     out.text(MODELS_INDEX, "\n".join(lines) + "\n")
     for m in models:
         page = f"models/{m.id}.md"
         me = node_id("model", m.id)
         body = [front_matter(title=m.name), f"# {esc(m.name)}\n",
-                f"- Kind: **{esc(m.kind)}**", f"- Shape: {esc(m.n_layers)} layers × {esc(m.n_heads)} heads"
-                + (f", d_model {esc(m.d_model)}" if m.d_model else "") + (f", vocabulary {esc(m.d_vocab)}" if m.d_vocab else ""),
+                f"- Kind: **{esc(m.kind)}**", (f"- Shape: {esc(m.n_layers)} layers × {esc(m.n_heads)} heads"
+                 + (f", d_model {esc(m.d_model)}" if m.d_model else "") + (f", vocabulary {esc(m.d_vocab)}" if m.d_vocab else ""))
+                if m.n_layers else "- Shape: not stated here (a paper's own model)",
                 f"- Weights: {inline(m.weights) if m.weights else 'not stated'}", ""]
         if m.description:
             body.append(block(m.description) + "\n")
