@@ -112,3 +112,18 @@ def test_sigterm_to_serve_stops_the_server(kb_root: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_every_option_has_help_text() -> None:
+    import argparse
+
+    from mikb.cli import _parser
+
+    parser = _parser()
+    missing = [f"{name} {action.option_strings or action.dest}"
+               for name, sub in parser._subparsers._group_actions[0].choices.items()
+               for action in sub._actions
+               if not isinstance(action, argparse._HelpAction) and not action.help]
+    assert missing == []
+    reproduce = parser._subparsers._group_actions[0].choices["reproduce"].format_help()
+    assert "results/<model>.quick/" in reproduce

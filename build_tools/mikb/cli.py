@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="validate entries and cross-references")
     c.add_argument("paths", nargs="*", help="only report on these files or folders")
     c.add_argument("--strict", action="store_true", help="treat warnings as errors")
-    c.add_argument("--format", choices=["text", "json"], default="text")
+    c.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text: one `path:line:col: message` per line (default); json: a list of diagnostics")
     c.set_defaults(handler=_cmd_check)
 
     b = sub.add_parser("build", help="generate pages and build the site (strict) into site/")
@@ -41,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     b.set_defaults(handler=_cmd_build)
 
     s = sub.add_parser("serve", help="serve the site with live reload of entries and results")
-    s.add_argument("--dev-addr", default="127.0.0.1:8000")
+    s.add_argument("--dev-addr", default="127.0.0.1:8000", help="address and port to serve on (default 127.0.0.1:8000)")
     s.set_defaults(handler=_cmd_serve)
 
     n = sub.add_parser("new", help="scaffold a new entry")
@@ -55,12 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     n.set_defaults(handler=_cmd_new)
 
     g = sub.add_parser("graph", help="export the knowledge graph")
-    g.add_argument("--format", choices=["json", "graphml"], default="json")
+    g.add_argument("--format", choices=["json", "graphml"], default="json",
+                   help="json: node-link JSON (default); graphml: for Gephi, Cytoscape, networkx")
     g.add_argument("-o", "--output", help="file to write (default: stdout)")
     g.set_defaults(handler=_cmd_graph)
 
     e = sub.add_parser("export", help="write every entry as one JSON file")
-    e.add_argument("-o", "--output", default="mikb-entries.json")
+    e.add_argument("-o", "--output", default="mikb-entries.json", help="file to write (default: mikb-entries.json)")
     e.set_defaults(handler=_cmd_export)
 
     lc = sub.add_parser("linkcheck", help="check internal links and anchors of the built site")
@@ -71,8 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("circuit", nargs="?", help="circuit id")
     r.add_argument("--all", action="store_true", help="every circuit on every model its script supports")
     r.add_argument("--model", help="model id (default: the script's first model)")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--quick", action="store_true", help="CI-sized run that still shows the phenomenon")
+    r.add_argument("--seed", type=int, default=0, help="random seed of the run (default 0; recorded in provenance)")
+    r.add_argument("--quick", action="store_true",
+                   help="CI-sized run that still shows the phenomenon; its results go to results/<model>.quick/ "
+                        "(never committed, never shown on the site), leaving the full run's results untouched")
     r.add_argument("--force", action="store_true", help="re-run even if results are current")
     r.add_argument("--jobs", type=int, default=1, help="runs in parallel with --all")
     r.add_argument("--timeout", type=int, help="seconds before a run is killed (default: the script's)")
@@ -80,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="where the script runs, if it supports it (auto: cuda when a GPU is visible)")
     r.add_argument("--dry-run", action="store_true",
                    help="run nothing: say which results are current (cached) and which would run (due)")
-    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars (the script's and its libraries')")
     r.set_defaults(handler=_cmd_reproduce)
     return p
 

@@ -10,6 +10,7 @@ Where a model was not run, the page says "not run" and gives the command; it nev
 from __future__ import annotations
 
 import json
+import re
 
 from mikb.entries import Circuit, Claim
 from mikb.evidence import LABELS, METHOD_CHECK, evidence_of
@@ -218,7 +219,9 @@ def _results_section(ctx: SiteContext, c: Circuit, model_id: str) -> list[str]:
             lines.append(f'<div class="mikb-plotly" data-src="{esc(path)}" data-caption="{esc(caption)}"></div>\n')
             lines.append(f'<p class="mikb-caption">{esc(caption)} (interactive; <a href="{esc(path)}">data</a>)</p>\n')
         else:
-            lines.append(f'<figure class="mikb-figure"><img src="{esc(path)}" alt="{esc(caption)}" loading="lazy">'
+            size = svg_size(res.folder / fig["file"])
+            dims = f' width="{size[0]}" height="{size[1]}"' if size else ""
+            lines.append(f'<figure class="mikb-figure"><img src="{esc(path)}" alt="{esc(caption)}"{dims} loading="lazy">'
                          f"<figcaption>{esc(caption)} — {esc(model_id)} ({esc(kind)}), seed {esc(prov.get('seed', '?'))}</figcaption></figure>\n")
     metrics = r.get("metrics", {}) if isinstance(r.get("metrics"), dict) else {}
     lines += _found_vs_truth(metrics)
@@ -231,6 +234,20 @@ def _results_section(ctx: SiteContext, c: Circuit, model_id: str) -> list[str]:
         lines.append("")
     lines += _provenance(prov, kind, f"{base}/results.json", command, r)
     return lines
+
+
+def svg_size(path) -> tuple[int, int] | None:
+    """Width and height of an SVG figure in CSS pixels, read from its root element (matplotlib
+    writes them in points), so the page reserves the figure's space before it loads."""
+    try:
+        head = path.read_bytes()[:4096].decode("utf-8", "replace")
+    except OSError:
+        return None
+    match = re.search(r'<svg[^>]*\swidth="([\d.]+)(pt|px)?"[^>]*\sheight="([\d.]+)(pt|px)?"', head)
+    if not match:
+        return None
+    scale = 4 / 3 if match.group(2) == "pt" else 1.0
+    return round(float(match.group(1)) * scale), round(float(match.group(3)) * scale)
 
 
 FOUND_METRIC, TRUTH_METRIC = "discovered_components", "ground_truth_components"
@@ -307,8 +324,9 @@ def _provenance(prov: dict, kind: str, results_url: str, command: str, r: dict) 
         ("Wall time", esc(timing)),
         ("Finished", esc(prov.get("finished_at"))),
     ]
-    lines = ['??? abstract "Provenance"\n', "    | | |\n    |---|---|"]
-    lines += [f"    | {k} | {cell(v)} |" for k, v in rows]
+    (first_key, first_value), *rest = rows  # the first row heads the table: no empty header row
+    lines = ['??? abstract "Provenance"\n', f"    | {first_key} | {cell(first_value)} |\n    |---|---|"]
+    lines += [f"    | {k} | {cell(v)} |" for k, v in rest]
     log_url = results_url.rsplit("/", 1)[0] + "/log.txt"
     lines.append(f"\n    Raw results: [results.json]({results_url}) · log: [log.txt]({log_url}) · reproduce: {code(command)}\n")
     return lines
