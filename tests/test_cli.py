@@ -127,3 +127,12 @@ def test_every_option_has_help_text() -> None:
     assert missing == []
     reproduce = parser._subparsers._group_actions[0].choices["reproduce"].format_help()
     assert "results/<model>.quick/" in reproduce
+
+
+def test_near_duplicate_tags_are_flagged(kb_root: Path) -> None:
+    problem = kb_root / "problems/fx-2.yaml"
+    text = problem.read_text()
+    assert "tags: [" in text
+    problem.write_text(text.replace("tags: [", "tags: [toy-model, ", 1))
+    proc = run_mikb(kb_root, "check", "--strict")
+    assert "warning: tag 'toy-model' duplicates 'toy-models': use 'toy-models'" in proc.stdout

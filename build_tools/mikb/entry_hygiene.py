@@ -30,7 +30,38 @@ def check_entry_hygiene(kb: KnowledgeBase) -> list[Diagnostic]:
             found += list(_placeholders(doc, (), doc.data))
     found += _numbers_outside_category(kb)
     found += _papers_registered_twice(kb)
+    found += _near_duplicate_tags(kb)
     return found
+
+
+def _tag_stem(tag: str) -> str:
+    """British and American spellings and plurals of one tag map to one stem."""
+    return tag.replace("isation", "ization").replace("ise", "ize").removesuffix("s")
+
+
+def _near_duplicate_tags(kb: KnowledgeBase) -> list[Diagnostic]:
+    """Two spellings of one tag split its entries across two pages: name the rarer one where
+    it is used, with the tag to use instead."""
+    uses: dict[str, list[tuple[YamlDocument, tuple[Any, ...]]]] = {}
+    tagged = [(p.doc, ("tags",), p.tags) for p in kb.problems.values()]
+    tagged += [(c.doc, ("tags",), c.tags) for c in kb.circuits.values()]
+    tagged += [(kb.paper_docs[p.key][0], ("papers", kb.paper_docs[p.key][1], "tags"), p.tags) for p in kb.papers.values()]
+    for doc, path, tags in tagged:
+        for i, tag in enumerate(tags):
+            uses.setdefault(tag, []).append((doc, (*path, i)))
+    by_stem: dict[str, list[str]] = {}
+    for tag in uses:
+        by_stem.setdefault(_tag_stem(tag), []).append(tag)
+    out = []
+    for spellings in by_stem.values():
+        if len(spellings) < 2:
+            continue
+        keep = max(spellings, key=lambda t: (len(uses[t]), t))
+        for tag in spellings:
+            if tag != keep:
+                out += [doc.diag(path, f"tag '{tag}' duplicates '{keep}': use '{keep}'", severity="warning")
+                        for doc, path in uses[tag]]
+    return out
 
 
 def _placeholders(doc: YamlDocument, path: tuple[Any, ...], value: Any) -> Iterator[Diagnostic]:

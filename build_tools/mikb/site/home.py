@@ -77,9 +77,10 @@ def write_tags(ctx: SiteContext, out: SiteWriter) -> None:
     lines = [front_matter(title="Tags"), "# Tags\n",
              " ".join(f"[{code(t)} ({len(v)})](#{t})" for t, v in sorted(tagged.items())) + "\n"]
     for tag, items in sorted(tagged.items()):
+        # One paragraph per tag, entries separated by dots: a bullet per entry made this page
+        # tens of thousands of pixels tall.
         lines.append(f'## {tag} {{ #{tag} }}\n')
-        lines += [f"- {item}" for item in items]
-        lines.append("")
+        lines.append(" · ".join(items) + "\n")
     out.text("tags.md", "\n".join(lines))
 
 
