@@ -127,13 +127,16 @@ def write_explore(ctx: SiteContext, out: SiteWriter) -> None:
     out.text(EXPLORE, front_matter(title="Graph explorer", hide=["toc"]) + (
         "# Graph explorer\n\n"
         "The knowledge graph of mikb: problems, circuits, papers, models and components, and the links between them. "
-        "Drag to pan, scroll or use the buttons to zoom, hover for a name, click a node to open its page. "
+        "Drag to pan, scroll or use the buttons to zoom (names appear when zoomed in), hover to see a node's "
+        "neighbours, click or tap a node to list them in the side panel and open its page from there. "
         "The same graph is downloadable as [JSON](data/graph.json) and [GraphML](data/graph.graphml).\n\n"
         f'<div class="mikb-graph-controls">{toggles}'
         '<input type="search" class="mikb-graph-search" placeholder="Highlight nodes by name" aria-label="Highlight nodes">'
         '<button type="button" data-zoom="in" aria-label="Zoom in">+</button>'
         '<button type="button" data-zoom="out" aria-label="Zoom out">−</button>'
         '<button type="button" data-zoom="reset">Reset</button></div>\n'
-        f'<div id="mikb-graph" class="mikb-graph" data-src="{GRAPH_LAYOUT}" data-root="./"></div>\n'
+        '<div class="mikb-graph-wrap">'
+        f'<div id="mikb-graph" class="mikb-graph" data-src="{GRAPH_LAYOUT}" data-root="./"></div>'
+        '<aside class="mikb-graph-panel" aria-live="polite" hidden></aside></div>\n'
         '<p class="mikb-graph-info" aria-live="polite"></p>\n'
     ))

@@ -1,6 +1,7 @@
-// mikb graph explorer: draws the precomputed layout as SVG with pan, zoom, type toggles,
-// highlight-by-name and click-through to each node's page. No library: the layout is
-// computed at build time, so the browser only has to draw.
+// mikb graph explorer: draws the precomputed layout as SVG with pan, zoom, type toggles and a
+// colour legend, highlight-by-name, labels once zoomed in, neighbours highlighted on hover,
+// and a side panel (a click or tap selects a node and lists its neighbours; the panel's link
+// opens its page). No library: the layout is computed at build time, so the browser only draws.
 (function () {
   "use strict";
   var scriptUrl = document.currentScript ? document.currentScript.src : "";
@@ -49,31 +50,99 @@
       edgeEls.push(line);
     });
     var nodeEls = [];
+    var neighbours = {};
+    data.edges.forEach(function (e) {
+      (neighbours[e.s] = neighbours[e.s] || []).push(e.t);
+      (neighbours[e.t] = neighbours[e.t] || []).push(e.s);
+    });
+    var labelLayer = el("g", { "class": "mikb-graph-labels" });
+    var panel = document.querySelector(".mikb-graph-panel");
     data.nodes.forEach(function (n) {
       var radius = n.type === "problem" ? 5 : n.type === "component" ? 4 : 8;
-      var g = el("g", { "class": "mikb-graph-node", "data-type": n.type, tabindex: "0" });
-      var c = el("circle", { cx: n.x, cy: n.y, r: radius, fill: COLOURS[n.type] || "#777" });
+      var g = el("g", { "class": "mikb-graph-node", "data-type": n.type, "data-id": n.id, tabindex: "0" });
+      // An invisible, larger circle is the touch target; the visible one stays small.
+      g.appendChild(el("circle", { cx: n.x, cy: n.y, r: 14, "class": "mikb-graph-hitarea" }));
+      g.appendChild(el("circle", { cx: n.x, cy: n.y, r: radius, fill: COLOURS[n.type] || "#777" }));
       var title = el("title", {});
       title.textContent = n.type + ": " + n.label;
-      g.appendChild(c);
       g.appendChild(title);
-      var url = pageUrl(n.url);
-      if (url) {
-        g.addEventListener("click", function () { window.location.href = url; });
-        g.addEventListener("keydown", function (ev) { if (ev.key === "Enter") window.location.href = url; });
-      }
-      g.addEventListener("mouseenter", function () { if (info) info.textContent = n.type + ": " + n.label; });
+      var text = el("text", { x: n.x + radius + 3, y: n.y + 3, "class": "mikb-graph-label", "data-type": n.type });
+      text.textContent = n.label.length > 48 ? n.label.slice(0, 47) + "…" : n.label;
+      labelLayer.appendChild(text);
+      g.addEventListener("click", function () { select(n); });
+      g.addEventListener("keydown", function (ev) {
+        if (ev.key === "Enter") { var url = pageUrl(n.url); if (url) window.location.href = url; }
+        if (ev.key === " ") { ev.preventDefault(); select(n); }
+      });
+      g.addEventListener("mouseenter", function () { focus(n); if (info) info.textContent = n.type + ": " + n.label; });
+      g.addEventListener("mouseleave", function () { focus(null); });
       g.__node = n;
+      g.__label = text;
       nodeLayer.appendChild(g);
       nodeEls.push(g);
     });
+    view.appendChild(labelLayer);
+    var elById = {};
+    nodeEls.forEach(function (g) { elById[g.__node.id] = g; });
+
+    function focus(n) {
+      var near = {};
+      if (n) { near[n.id] = true; (neighbours[n.id] || []).forEach(function (id) { near[id] = true; }); }
+      svg.classList.toggle("mikb-graph-focused", !!n);
+      nodeEls.forEach(function (g) { g.classList.toggle("mikb-graph-near", !!near[g.__node.id]); g.__label.classList.toggle("mikb-graph-near", !!near[g.__node.id]); });
+      edgeEls.forEach(function (line) {
+        line.classList.toggle("mikb-graph-near", !!n && (line.__ends[0].id === n.id || line.__ends[1].id === n.id));
+      });
+    }
+
+    function select(n) {
+      if (!panel) { var direct = pageUrl(n.url); if (direct) window.location.href = direct; return; }
+      panel.hidden = false;
+      panel.textContent = "";
+      var heading = document.createElement("p");
+      heading.className = "mikb-graph-panel-title";
+      heading.textContent = n.type + ": " + n.label;
+      panel.appendChild(heading);
+      var url = pageUrl(n.url);
+      if (url) {
+        var open = document.createElement("a");
+        open.href = url;
+        open.className = "mikb-graph-open";
+        open.textContent = "Open this " + n.type + "'s page";
+        panel.appendChild(open);
+      }
+      var ids = (neighbours[n.id] || []).filter(function (id, i, all) { return all.indexOf(id) === i; });
+      var caption = document.createElement("p");
+      caption.textContent = ids.length + " linked " + (ids.length === 1 ? "entry" : "entries") + ":";
+      panel.appendChild(caption);
+      var list = document.createElement("ul");
+      ids.slice(0, 40).forEach(function (id) {
+        var other = byId[id];
+        if (!other) return;
+        var item = document.createElement("li");
+        var button = document.createElement("button");
+        button.type = "button";
+        button.textContent = other.type + ": " + other.label;
+        button.addEventListener("click", function () { select(other); });
+        item.appendChild(button);
+        list.appendChild(item);
+      });
+      panel.appendChild(list);
+      nodeEls.forEach(function (g) { g.classList.toggle("mikb-graph-selected", g.__node.id === n.id); });
+      focus(n);
+    }
 
     var xs = data.nodes.map(function (n) { return n.x; }), ys = data.nodes.map(function (n) { return n.y; });
     var minX = Math.min.apply(null, xs.concat([0])) - 30, maxX = Math.max.apply(null, xs.concat([0])) + 30;
     var minY = Math.min.apply(null, ys.concat([0])) - 30, maxY = Math.max.apply(null, ys.concat([0])) + 30;
     var initial = { x: minX, y: minY, w: maxX - minX, h: maxY - minY };
     var box = { x: initial.x, y: initial.y, w: initial.w, h: initial.h };
-    function apply() { svg.setAttribute("viewBox", [box.x, box.y, box.w, box.h].join(" ")); }
+    function apply() {
+      svg.setAttribute("viewBox", [box.x, box.y, box.w, box.h].join(" "));
+      // Labels appear once zoomed in far enough to read them, at a size that stays legible.
+      svg.classList.toggle("mikb-graph-zoomed", box.w < initial.w / 3);
+      labelLayer.setAttribute("font-size", String(Math.max(2, box.w / 90)));
+    }
     function zoom(factor, cx, cy) {
       cx = cx === undefined ? box.x + box.w / 2 : cx;
       cy = cy === undefined ? box.y + box.h / 2 : cy;
@@ -119,6 +188,7 @@
       nodeEls.forEach(function (g) {
         var n = g.__node;
         g.style.display = hidden[n.type] ? "none" : "";
+        g.__label.style.display = hidden[n.type] ? "none" : "";
         g.classList.toggle("mikb-graph-hit", !!q && n.label.toLowerCase().indexOf(q) !== -1);
         g.classList.toggle("mikb-graph-dim", !!q && n.label.toLowerCase().indexOf(q) === -1);
       });
@@ -127,6 +197,12 @@
         line.style.display = hidden[ends[0].type] || hidden[ends[1].type] ? "none" : "";
       });
     }
+    document.querySelectorAll(".mikb-graph-controls input[data-type]").forEach(function (cb) {
+      var swatch = document.createElement("span");
+      swatch.className = "mikb-graph-swatch";
+      swatch.style.background = COLOURS[cb.getAttribute("data-type")] || "#777";
+      cb.parentNode.insertBefore(swatch, cb.nextSibling);
+    });
     document.querySelectorAll(".mikb-graph-controls input").forEach(function (i) {
       i.addEventListener("input", refresh); i.addEventListener("change", refresh);
     });
