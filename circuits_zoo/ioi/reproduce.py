@@ -148,32 +148,45 @@ def run(ctx: ReproContext) -> None:
     discovered = {PREV: prev, DUP: dup, IND: ind, SINH: sinh, NM: nm, NEG: neg, BACKUP: backups}
     record_components(ctx, s, discovered)
 
-    # Scores of every head in every sweep (and the paper's heads' scores on GPT-2 small).
-    grids = {"path_to_logits": to_logits, "path_to_nm_queries": to_q,
-             "path_to_sinh_values": to_v, "path_to_sinh_keys": to_k,
-             "path_to_induction_keys_s1p1": to_ind_k,
-             "attn_s2_to_s1": dup_attn, "attn_s2_to_s1p1": ind_attn}
+    # The circuit whose properties are measured below: the paper's own heads on GPT-2 small
+    # (with the sweeps redone into the paper's receivers), the discovered heads elsewhere.
+    evald = paper or discovered
+    if paper:
+        ctx.log("path patching into the paper's receivers")
+        ev_grids = {"q": sweep(paper[NM], "q"), "v": sweep(paper[SINH], "v"),
+                    "k": sweep(paper[SINH], "k"),
+                    "ind_k": sweep(paper[IND], "k", positions=pos["S1"] + 1)}
+    else:
+        ev_grids = {"q": to_q, "v": to_v, "k": to_k, "ind_k": to_ind_k}
     dla = head_dla(model, s.clean_cache, ds)
-    grids["dla"] = dla
 
-    def scores_of(v):
-        return {k: _num(g[v]) for k, g in grids.items()}
+    def scores_of(v, g):
+        return {"path_to_logits": _num(to_logits[v]), "path_to_nm_queries": _num(g["q"][v]),
+                "path_to_sinh_values": _num(g["v"][v]), "path_to_sinh_keys": _num(g["k"][v]),
+                "path_to_induction_keys_s1p1": _num(g["ind_k"][v]),
+                "attn_s2_to_s1": _num(dup_attn[v]), "attn_s2_to_s1p1": _num(ind_attn[v]),
+                "dla": _num(dla[v])}
 
-    ctx.metric("discovered_head_scores", {role: {head_label(v): scores_of(v) for v in heads}
+    own = {"q": to_q, "v": to_v, "k": to_k, "ind_k": to_ind_k}
+    ctx.metric("discovered_head_scores", {role: {head_label(v): scores_of(v, own) for v in heads}
                                           for role, heads in discovered.items()})
     if paper:
-        ctx.metric("paper_head_scores", {role: {head_label(v): scores_of(v) for v in heads}
-                                         for role, heads in paper.items()})
+        ctx.metric("paper_head_scores", {role: {head_label(v): scores_of(v, ev_grids)
+                                                for v in heads} for role, heads in paper.items()})
         found = {head_label(v) for hs in discovered.values() for v in hs}
         ctx.metric("paper_heads_rediscovered_fraction",
                    sum(head_label(v) in found for hs in paper.values() for v in hs)
                    / sum(len(hs) for hs in paper.values()))
 
-    # K- vs V-composition from the duplicate/induction heads into S-inhibition.
-    evald = paper or discovered  # the circuit whose properties are measured below
-    ctx.metric("dup_ind_to_sinh_values_total", _sum(to_v, evald[DUP] + evald[IND]))
-    ctx.metric("dup_ind_to_sinh_keys_total", _sum(to_k, evald[DUP] + evald[IND]))
-    ctx.metric("dup_to_sinh_keys_total", _sum(to_k, evald[DUP]))
+    # Class-level path-patching scores of the evaluated circuit.
+    ctx.metric("nm_path_to_logits_mean", _mean([_num(to_logits[v]) for v in evald[NM]]))
+    ctx.metric("neg_path_to_logits_mean", _mean([_num(to_logits[v]) for v in evald[NEG]]))
+    ctx.metric("sinh_path_to_nm_queries_mean", _mean([_num(ev_grids["q"][v]) for v in evald[SINH]]))
+    ctx.metric("dup_ind_to_sinh_values_total", _sum(ev_grids["v"], evald[DUP] + evald[IND]))
+    ctx.metric("dup_ind_to_sinh_keys_total", _sum(ev_grids["k"], evald[DUP] + evald[IND]))
+    ctx.metric("dup_to_sinh_keys_total", _sum(ev_grids["k"], evald[DUP]))
+    ctx.metric("prev_to_induction_keys_mean",
+               _mean([_num(ev_grids["ind_k"][v]) for v in evald[PREV]]))
 
     # Attention patterns of the evaluated circuit.
     ctx.metric("nm_attn_to_io", mean_attention(s.clean_cache, ds, evald[NM], ds.end, pos["IO"]))
@@ -295,6 +308,7 @@ def _sum(grid: torch.Tensor, heads) -> float:
 
 
 def _mean(vals: list[float]) -> float:
+    vals = [v for v in vals if math.isfinite(v)]
     return sum(vals) / len(vals) if vals else float("nan")
 
 

@@ -51,7 +51,14 @@ def ov_copy_score(
         if negative:
             logits = -logits
         top = logits.topk(k, dim=-1).indices
-    return (top == name_ids[:, None]).any(-1).float().mean().item()
+    hit = (top == name_ids[:, None]).any(-1) & _writes_something(out, emb)
+    return hit.float().mean().item()
+
+
+def _writes_something(out: torch.Tensor, emb: torch.Tensor, rel: float = 1e-4) -> torch.Tensor:
+    """Per name: whether the OV output is more than numerical dust next to the input, so that a
+    head writing (almost) nothing is not credited with copying by the order of near-zero logits."""
+    return out.norm(dim=-1) > rel * emb.norm(dim=-1)
 
 
 def attends_to_predicted(model: Any, cache: Any, ds: IOIDataset, layer: int, head: int) -> dict[str, float]:
@@ -98,7 +105,8 @@ def ov_copy_scores(
             if negative:
                 logits = -logits
             top = logits.topk(k, dim=-1).indices
-            out[(layer, head)] = (top == name_ids[:, None]).any(-1).float().mean().item()
+            hit = (top == name_ids[:, None]).any(-1) & _writes_something(o, emb)
+            out[(layer, head)] = hit.float().mean().item()
     return out
 
 
