@@ -1,12 +1,22 @@
-"""The planted model does IOI through the circuit we wrote into it."""
+"""The planted model does IOI through the circuit we wrote into it (mikb.lm.planted_ioi)."""
 
 import pytest
 import torch
 
 from mikb.data.ioi import make_ioi_dataset
-from mikb.lm.planted_ioi import build_planted_ioi, ground_truth, planted_names
+from mikb.lm.planted_ioi import (
+    build_planted_ioi,
+    ground_truth,
+    ground_truth_components,
+    planted_names,
+)
 from mikb.methods.ablation import head_means, run_ablated_with_cache
+from mikb.methods.ioi_common import PAPER_HEADS, ROLES
+from mikb.methods.ioi_signals import signal_decomposition
 from mikb.methods.metrics import logit_diff
+
+GT = {role: [tuple(int(x) for x in h.split(".")) for h in heads]
+      for role, heads in ground_truth_components().items()}
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +30,14 @@ def setup():
     return model, ds, logits, cache, corrupted_logits
 
 
-def test_shape_matches_gpt2_small_head_grid(setup):
-    model = setup[0]
-    assert (model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_vocab) == (12, 12, 50257)
+def test_no_planted_head_sits_at_a_paper_index():
+    paper = {f"{la}.{h}" for heads in PAPER_HEADS.values() for la, h in heads}
+    assert not paper & set(ground_truth())
+
+
+def test_ground_truth_covers_every_role_in_the_circuit_yaml_vocabulary():
+    assert set(ground_truth_components()) == set(ROLES)
+    assert len(ground_truth()) == sum(len(v) for v in ground_truth_components().values())
 
 
 def test_solves_ioi_and_abc_removes_the_preference(setup):
@@ -37,28 +52,44 @@ def test_solves_ioi_and_abc_removes_the_preference(setup):
 def test_attention_patterns_follow_the_roles(setup):
     _, ds, _, cache, _ = setup
     b = torch.arange(len(ds))
+    p = ds.pos
 
-    def att(layer, head, dst, src):
-        return cache[f"blocks.{layer}.attn.hook_pattern"][b, head, dst, src].mean().item()
+    def att(head, dst, src):
+        return cache[f"blocks.{head[0]}.attn.hook_pattern"][b, head[1], dst, src].mean().item()
 
-    assert att(0, 1, ds.pos["S2"], ds.pos["S1"]) > 0.9  # duplicate token
-    assert att(7, 9, ds.end, ds.pos["S2"]) > 0.9  # S-inhibition
-    assert att(9, 9, ds.end, ds.pos["IO"]) > 0.8  # name mover
-    assert att(10, 7, ds.end, ds.pos["IO"]) > 0.9  # negative head attends to the prediction
-    assert att(10, 10, ds.end, ds.pos["IO"]) < 0.01  # backup idle on clean prompts
+    for v in GT["previous token head"]:
+        assert att(v, p["S1"] + 1, p["S1"]) > 0.9
+    for v in GT["duplicate token head"]:
+        assert att(v, p["S2"], p["S1"]) > 0.9
+    for v in GT["induction head"]:
+        assert 0.6 < att(v, p["S2"], p["S1"] + 1) < 0.99  # graded, not saturated
+    for v in GT["S-inhibition head"]:
+        assert att(v, ds.end, p["S2"]) > 0.9
+    for v in GT["name mover head"]:
+        assert att(v, ds.end, p["IO"]) > 0.8
+    for v in GT["negative name mover head"]:
+        assert att(v, ds.end, p["IO"]) > 0.9
+    # Backups idle on clean prompts: the copier attends to the sink, the S-suppressor to the
+    # predicted name (IO), whose value (the duplicate signal) is empty, so it writes nothing.
+    copier, suppressor = (4, 7), (4, 0)
+    assert set(GT["backup name mover head"]) == {copier, suppressor}
+    assert att(copier, ds.end, p["IO"]) < 0.01
+    assert att(suppressor, ds.end, p["S2"]) < 0.05 and att(suppressor, ds.end, p["IO"]) > 0.9
 
 
-def test_backup_wakes_up_when_name_movers_are_ablated(setup):
+def test_backups_wake_up_differently_when_name_movers_are_ablated(setup):
     model, ds, _, _, _ = setup
     means = head_means(model, ds.corrupted_tokens)
-    _, cache = run_ablated_with_cache(model, ds.tokens, means, [(9, 9), (9, 6), (10, 0)])
+    _, cache = run_ablated_with_cache(model, ds.tokens, means, GT["name mover head"])
     b = torch.arange(len(ds))
-    assert cache["blocks.10.attn.hook_pattern"][b, 10, ds.end, ds.pos["IO"]].mean() > 0.9
+    copier, suppressor = (4, 7), (4, 0)
+    assert cache["blocks.4.attn.hook_pattern"][b, copier[1], ds.end, ds.pos["IO"]].mean() > 0.9
+    assert cache["blocks.4.attn.hook_pattern"][b, suppressor[1], ds.end, ds.pos["S2"]].mean() > 0.9
 
 
-def test_ground_truth_lists_every_planted_head():
-    truth = ground_truth()
-    assert truth["9.9"] == "name mover" and truth["10.10"] == "backup name mover"
-    assert sorted(set(truth.values())) == [
-        "backup name mover", "duplicate token", "name mover", "negative name mover",
-        "s-inhibition"]
+def test_position_signal_dominates_the_token_signal(setup):
+    model, ds, logits, _, _ = setup
+    res = signal_decomposition(model, ds, GT["S-inhibition head"], logit_diff(logits, ds).item())
+    assert res["position_swap_ld_fraction"] < 0  # S-inhibition output now points at IO
+    assert res["token_swap_ld_fraction"] > 0.5
+    assert res["position_signal_share"] > 0.6

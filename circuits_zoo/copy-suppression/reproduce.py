@@ -1,27 +1,36 @@
-"""Reproduce copy suppression by the negative heads 10.7 and 11.10 (mcdougall2023copysuppression):
-their OV circuits lower the logit of the name they attend to, they attend to the name earlier
-layers predict, and removing them raises the IOI logit difference.
+"""Reproduce copy suppression (mcdougall2023copysuppression) on IOI prompts.
+
+Discovery first, on every model: a head is a copy-suppression (negative name mover) head when
+its OV circuit sends a name's effective embedding to minus that name (negative copy score) and
+its direct effect on the IOI logit difference is negative; a name mover when it copies
+(positive copy score) with a positive direct effect. Then, for the evaluated heads (the paper's
+10.7 and 11.10 on GPT-2 small, the discovered ones elsewhere): the QK side (at END the head
+attends to the name earlier layers predict, by logit lens), the effect of mean-ablating them,
+and a copy-suppression-preserving ablation (CSPA): how much of the head's effect survives when
+everything but its copy-suppression part is mean-ablated. The paper's CSPA figure is measured on
+OpenWebText; the script measures it there only when that text is available (gpt2-small, full
+runs, `owt_dataset`), and on IOI prompts always.
 """
 
 from __future__ import annotations
 
 import torch
 from mikb.methods.ablation import FLAGS as ABLATION_FLAGS
-from mikb.methods.copy_suppression import ablation_effect, attends_to_predicted, ov_copy_score
+from mikb.methods.ablation import head_means
+from mikb.methods.copy_suppression import ablation_effect, attends_to_predicted, cspa, ov_copy_scores
 from mikb.methods.dla import head_dla
 from mikb.methods.edge_scores import mib_graph
 from mikb.methods.hooks import all_heads, head_label
-from mikb.methods.ioi_common import heatmap, setup
+from mikb.methods.ioi_common import NEG, NM, heatmap, paper_heads_for, record_components, setup
 from mikb.reproduce import ReproContext, ScriptSpec
-
-NEGATIVE_HEADS = [(10, 7), (11, 10)]
-NAME_MOVERS = [(9, 9), (9, 6), (10, 0)]
 
 SPEC = ScriptSpec(
     models=("gpt2-small", "planted-ioi"),
-    params={"n_prompts": 100, "n_mean_prompts": 100, "top_k": 5, "copy_threshold": 0.5},
-    quick_params={"n_prompts": 8, "n_mean_prompts": 8},
-    description="Copy suppression: OV negative copying, QK attention to predicted names, ablation.",
+    params={"n_prompts": 100, "n_mean_prompts": 100, "top_k": 5, "copy_threshold": 0.5,
+            "dla_threshold": 0.05, "cspa_prompts": 50, "cspa_top_k": 5,
+            "owt_dataset": "stas/openwebtext-10k", "owt_sequences": 32, "owt_seq_len": 64},
+    quick_params={"n_prompts": 8, "n_mean_prompts": 8, "cspa_prompts": 8, "owt_dataset": ""},
+    description="Copy suppression: discovered negative heads, OV/QK checks, ablation, CSPA.",
 )
 
 
@@ -29,46 +38,108 @@ def run(ctx: ReproContext) -> None:
     s = setup(ctx)
     model, ds, p = s.model, s.ds, ctx.params
     k = int(p["top_k"])
+    paper = paper_heads_for(ctx.model_id)
     ctx.metric("flags", {**ABLATION_FLAGS, "copy_score": f"own name in top-{k} of OV->unembed "
-                         "logits of its effective embedding (negative: bottom-{k})",
-                         "scores": "signed"})
-    name_ids = torch.tensor(sorted({int(t) for t in ds.io_ids} | {int(t) for t in ds.s_ids}))
-
-    # OV: negative copying score of every head (weights only, so cheap for all 144).
-    neg = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
-    pos = torch.zeros_like(neg)
-    for la, h in all_heads(model):
-        neg[la, h] = ov_copy_score(model, la, h, name_ids, k=k, negative=True)
-        pos[la, h] = ov_copy_score(model, la, h, name_ids, k=k, negative=False)
+                         f"logits of its effective embedding (negative: bottom-{k})",
+                         "scores": "signed",
+                         "evaluated_heads": "paper's heads" if paper else "discovered heads"})
+    name_ids = torch.tensor(sorted(set(ds.io_ids.tolist()) | set(ds.s_ids.tolist())))
+    heads = all_heads(model)
+    neg = ov_copy_scores(model, heads, name_ids, k=k, negative=True)
+    pos = ov_copy_scores(model, heads, name_ids, k=k)
     dla = head_dla(model, s.clean_cache, ds)
-    found = [head_label(v) for v in all_heads(model)
-             if neg[v] >= p["copy_threshold"] and dla[v] < 0]
-    ctx.metric("negative_copying_heads_found", found)
-    ctx.save_figure(heatmap(neg, f"Negative copying score (own name in bottom-{k})", "score"),
+    cut = p["dla_threshold"] * abs(s.ld_clean)
+    found_neg = sorted((v for v in heads if neg[v] >= p["copy_threshold"] and dla[v] < -cut),
+                       key=lambda v: dla[v].item())
+    found_nm = sorted((v for v in heads if pos[v] >= p["copy_threshold"] and dla[v] > cut),
+                      key=lambda v: -dla[v].item())
+    record_components(ctx, s, {NEG: found_neg, NM: found_nm})
+    grid = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+    for v in heads:
+        grid[v] = neg[v]
+    ctx.save_figure(heatmap(grid, f"Negative copying score (own name in bottom-{k})", "score"),
                     "negative_copy_scores", "Fraction of names whose own logit is among the "
                     "lowest after passing the name through each head's OV circuit.")
-    for v in NEGATIVE_HEADS + NAME_MOVERS:
-        lab = head_label(v)
-        ctx.metric(f"neg_copy_score_{lab}", neg[v].item())
-        ctx.metric(f"copy_score_{lab}", pos[v].item())
-        ctx.metric(f"dla_{lab}", dla[v].item())
+    ev_neg = paper[NEG] if paper else found_neg
+    ev_nm = paper[NM] if paper else found_nm
+    per_head = {head_label(v): {"neg_copy_score": neg[v], "copy_score": pos[v],
+                                "dla": dla[v].item()} for v in sorted(set(ev_neg + ev_nm))}
+    ctx.metric("evaluated_head_scores", per_head)
+    ctx.metric("neg_copy_score_negative_heads", _mean([neg[v] for v in ev_neg]))
+    ctx.metric("copy_score_name_movers", _mean([pos[v] for v in ev_nm]))
+    ctx.metric("copy_score_all_heads", _mean(list(pos.values())))
 
-    # QK: attention to the name that earlier layers predict.
-    for v in NEGATIVE_HEADS:
+    # QK: attention to the name earlier layers predict.
+    fracs = []
+    for v in ev_neg:
         att = attends_to_predicted(model, s.clean_cache, ds, *v)
-        for key, val in att.items():
-            ctx.metric(f"{key}_{head_label(v)}", val)
+        per_head[head_label(v)].update(att)
+        fracs.append(att["attends_to_predicted_frac"])
+    ctx.metric("attends_to_predicted_frac", _mean(fracs))
 
     # Effect of removing the negative heads.
-    effect = ablation_effect(model, ds, s.means, NEGATIVE_HEADS)
-    ctx.metric("ablate_negative_heads_logit_diff_change", effect)
-    ctx.metric("ablate_negative_heads_relative_change", effect / s.ld_clean)
-    for v in NEGATIVE_HEADS:
-        ctx.metric(f"ablate_{head_label(v)}_logit_diff_change",
-                   ablation_effect(model, ds, s.means, [v]))
+    if ev_neg:
+        effect = ablation_effect(model, ds, s.means, ev_neg)
+        ctx.metric("ablate_negative_heads_logit_diff_change", effect)
+        ctx.metric("ablate_negative_heads_relative_change", effect / s.ld_clean)
 
-    edges = [(v, "logits", None, dla[v].item(), head_label(v) in found) for v in all_heads(model)]
+    # CSPA of the strongest evaluated negative head (10.7 on GPT-2 small).
+    if ev_neg:
+        main = ev_neg[0]
+        ctx.metric("cspa_head", head_label(main))
+        sub = ds.subset(list(range(min(int(p["cspa_prompts"]), len(ds)))))
+        res = cspa(model, sub.tokens, s.means, *main, top_k=int(p["cspa_top_k"]))
+        for key, val in res.items():
+            ctx.metric(f"cspa_ioi_{key}", val)
+        owt = _owt_tokens(ctx, model) if paper and p["owt_dataset"] else None
+        if owt is not None:
+            ctx.log(f"CSPA on {len(owt)} OpenWebText sequences")
+            res = _batched_cspa(model, owt, *main, top_k=int(p["cspa_top_k"]))
+            for key, val in res.items():
+                ctx.metric(f"cspa_owt_{key}", val)
+
+    edges = [(v, "logits", None, dla[v].item(), v in found_neg + found_nm) for v in heads]
     ctx.save_json("edge_scores.json", mib_graph(
         model.cfg.n_layers, model.cfg.n_heads, edges,
         {"score": "direct logit attribution to logit(IO) - logit(S), signed"},
         attn_only=bool(getattr(model.cfg, "attn_only", False))))
+
+
+def _mean(vals: list[float]) -> float:
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def _owt_tokens(ctx: ReproContext, model) -> torch.Tensor | None:
+    """OpenWebText sequences (BOS + `owt_seq_len` tokens) if the dataset can be loaded."""
+    p = ctx.params
+    try:
+        from datasets import load_dataset
+
+        data = load_dataset(p["owt_dataset"], split="train")
+    except Exception as exc:  # noqa: BLE001 - no dataset means no OWT metric (shown as missing)
+        ctx.note(f"OpenWebText ({p['owt_dataset']}) unavailable, CSPA on it not measured: "
+                 f"{type(exc).__name__}")
+        return None
+    tok = model.tokenizer
+    n, length = int(p["owt_sequences"]), int(p["owt_seq_len"])
+    seqs = []
+    for row in data:
+        ids = tok.encode(row["text"])[:length]
+        if len(ids) == length:
+            seqs.append([tok.bos_token_id] + ids)
+        if len(seqs) == n:
+            break
+    return torch.tensor(seqs) if seqs else None
+
+
+def _batched_cspa(model, tokens: torch.Tensor, layer: int, head: int, top_k: int,
+                  batch: int = 4) -> dict[str, float]:
+    means = head_means(model, tokens)
+    kl_mean = kl_cspa = 0.0
+    for i in range(0, len(tokens), batch):
+        r = cspa(model, tokens[i:i + batch], means, layer, head, top_k=top_k)
+        w = len(tokens[i:i + batch]) / len(tokens)
+        kl_mean += w * r["kl_mean_ablation"]
+        kl_cspa += w * r["kl_cspa"]
+    return {"kl_mean_ablation": kl_mean, "kl_cspa": kl_cspa,
+            "fraction_explained": 1.0 - kl_cspa / kl_mean if kl_mean > 0 else float("nan")}

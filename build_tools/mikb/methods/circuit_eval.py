@@ -93,3 +93,69 @@ def heads_from_classes(classes: dict[str, list[Head]]) -> set[Head]:
 def per_prompt_logit_diff(model: Any, ds: IOIDataset) -> torch.Tensor:
     with torch.no_grad():
         return logit_diff(model(ds.tokens), ds, per_prompt=True)
+
+
+def greedy_incompleteness(
+    model: Any,
+    ds: IOIDataset,
+    means: dict,
+    circuit: set[Head],
+    n_steps: int = 5,
+    sample_size: int = 10,
+    n_runs: int = 3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Search for a K that makes the circuit look incomplete (wang2022ioi's greedy K search).
+
+    Each run grows K one head at a time: from `sample_size` heads of C \\ K drawn at random it
+    adds the one that maximises |F(C \\ (K+v)) - F(M \\ (K+v))|. Returns the largest gap found
+    (absolute and relative to F(M)) and its K.
+    """
+    model_heads = set(all_heads(model))
+    f_model = score_with_heads(model, ds, means, model_heads)
+    rng = random.Random(seed)
+    best: tuple[float, set[Head]] = (0.0, set())
+    for _ in range(n_runs):
+        k: set[Head] = set()
+        for _ in range(n_steps):
+            pool = sorted(circuit - k)
+            if not pool:
+                break
+            gaps = []
+            for v in rng.sample(pool, min(sample_size, len(pool))):
+                kv = k | {v}
+                gap = abs(score_with_heads(model, ds, means, circuit - kv)
+                          - score_with_heads(model, ds, means, model_heads - kv))
+                gaps.append((gap, v))
+            gap, v = max(gaps)
+            k.add(v)
+            if gap > best[0]:
+                best = (gap, set(k))
+    return {"max_gap": best[0], "max_gap_relative": best[0] / abs(f_model),
+            "worst_k": sorted(head_label(h) for h in best[1])}
+
+
+def minimality_with_k(
+    model: Any,
+    ds: IOIDataset,
+    means: dict,
+    circuit: set[Head],
+    k_sets: dict[Head, list[set[Head]]],
+) -> dict[str, float]:
+    """Per head v: max over the given K sets (plus K = {}) of |F(C\\(K+v)) - F(C\\K)| / F(C)."""
+    f_c = score_with_heads(model, ds, means, circuit)
+    cache: dict[frozenset, float] = {}
+
+    def score(keep: set[Head]) -> float:
+        key = frozenset(keep)
+        if key not in cache:
+            cache[key] = score_with_heads(model, ds, means, keep)
+        return cache[key]
+
+    out: dict[str, float] = {}
+    for v in sorted(circuit):
+        best = 0.0
+        for k in [set()] + [set(x) - {v} for x in k_sets.get(v, [])]:
+            best = max(best, abs(score(circuit - k - {v}) - score(circuit - k)) / abs(f_c))
+        out[head_label(v)] = best
+    return out

@@ -60,10 +60,16 @@ def path_patch_to_heads(
     receivers: Sequence[Head],
     component: str,
     metric: Callable[[torch.Tensor], torch.Tensor],
+    positions: torch.Tensor | None = None,
 ) -> float:
     """Metric of the base run with the senders' (source - base) writes added to the receivers'
-    `component` ("q", "k" or "v") input only."""
+    `component` ("q", "k" or "v") input only; with `positions` ([batch] token indices) only at
+    that position of each prompt (e.g. S1+1 for the induction heads' keys)."""
     delta = sender_delta(model, source_cache, base_cache, senders)
+    if positions is not None:
+        mask = torch.zeros(delta.shape[:2], dtype=delta.dtype, device=delta.device)
+        mask[torch.arange(delta.shape[0]), positions.to(delta.device)] = 1.0
+        delta = delta * mask[:, :, None]
     by_layer: dict[int, list[int]] = {}
     for la, h in receivers:
         by_layer.setdefault(la, []).append(h)
@@ -152,9 +158,11 @@ def sweep_senders_to_heads(
     metric: Callable[[torch.Tensor], torch.Tensor],
     base_value: float,
     sender_layers: Sequence[int] | None = None,
+    positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """[n_layers, n_heads] relative change when each earlier head's path into the receivers'
-    `component` is patched (NaN where a sender is not before every receiver)."""
+    `component` is patched (NaN where a sender is not before every receiver); `positions` as in
+    `path_patch_to_heads`."""
     n_l, n_h = model.cfg.n_layers, model.cfg.n_heads
     out = torch.full((n_l, n_h), float("nan"))
     first = min(la for la, _ in receivers)
@@ -164,7 +172,8 @@ def sweep_senders_to_heads(
             continue
         for h in range(n_h):
             val = path_patch_to_heads(
-                model, ds.tokens, base_cache, source_cache, [(la, h)], receivers, component, metric
+                model, ds.tokens, base_cache, source_cache, [(la, h)], receivers, component, metric,
+                positions=positions,
             )
             out[la, h] = (val - base_value) / base_value
     return out
