@@ -112,7 +112,22 @@ def test_graph_explorer_renders_zooms_and_navigates(page: Page, base_url: str) -
     page.click("button[data-zoom=reset]")
     page.uncheck("input[data-type=problem]")
     assert page.locator("g.mikb-graph-node[data-type=problem]").first.evaluate("g => g.style.display") == "none"
-    page.locator("g.mikb-graph-node[data-type=circuit]").first.dispatch_event("click")
+    circuit = page.locator("g.mikb-graph-node[data-type=circuit]").first
+    circuit.dispatch_event("mouseenter")  # hover: the node's neighbours stay lit, the rest dims
+    assert page.locator("svg.mikb-graph-focused").count() == 1
+    assert page.locator("g.mikb-graph-node.mikb-graph-near").count() >= 2
+    circuit.dispatch_event("click")  # a click selects: the side panel lists the links
+    panel = page.locator(".mikb-graph-panel")
+    expect(panel).to_be_visible()
+    assert panel.locator("li button").count() >= 1
+    assert page.locator(".mikb-graph-swatch").count() == 5  # the colour legend
+    page.click("button[data-zoom=in]")
+    page.click("button[data-zoom=in]")
+    page.click("button[data-zoom=in]")
+    page.click("button[data-zoom=in]")
+    page.click("button[data-zoom=in]")
+    assert page.locator("svg.mikb-graph-zoomed").count() == 1  # names show once zoomed in
+    panel.locator("a.mikb-graph-open").click()
     page.wait_for_url("**/circuits/**")
     assert page.errors == []  # type: ignore[attr-defined]
 
