@@ -69,3 +69,17 @@ def test_learned_model_run_is_a_reproduction(kb_root: Path, tmp_path: Path) -> N
     circuit = (out / "circuits/toy-copy/index.md").read_text()
     assert ">reproduced<" in circuit and "mikb-state-method" not in circuit and "Method check on" not in circuit
     assert "Reproduction on toy" in circuit
+
+
+def test_unrecorded_metric_is_missing_only_where_a_criterion_applies() -> None:
+    from mikb.entries import Claim
+    from mikb.reproduce.claims import judge
+
+    claim = Claim(id="c", statement="s", metric="m", tolerance=0.1,
+                  reported={"value": 1.0, "model": "paper-model", "source": {"paper": "p"}},
+                  expect={"planted": {"min": 0.5}})
+    assert judge(claim, "paper-model", {}).verdict == "missing"  # the paper's number applies: a failure
+    assert judge(claim, "planted", {}).verdict == "missing"  # an expectation applies: a failure
+    assert judge(claim, "other", {}).verdict == "n/a"  # nothing applies to this model: no verdict
+    assert judge(claim, "paper-model", {"m": 1.05}).verdict == "pass"
+    assert judge(claim, "planted", {"m": 0.4}).verdict == "fail"

@@ -254,3 +254,13 @@ def test_git_state_ignores_run_outputs_but_not_code(tmp_path: Path) -> None:
     assert git_state(tmp_path) == (commit, True)  # outputs count unless they are ignored
     script.write_text("x = 2\n")
     assert git_state(tmp_path, ignore=outputs) == (commit, True)
+
+
+def test_readme_reproduction_table_matches_committed_results() -> None:
+    from conftest import REPO
+
+    from mikb.reproduce.report import current_block, reproduction_table
+
+    readme = (REPO / "README.md").read_text()
+    assert current_block(readme) == reproduction_table(load_knowledge_base(REPO)).strip(), \
+        "README's reproduction table is out of date: run `python -m mikb.reproduce.report README.md`"

@@ -28,10 +28,15 @@ class Verdict:
 
 
 def judge(claim: Claim, model_id: str, metrics: dict[str, Any]) -> Verdict:
+    """pass / fail against the claim's criterion for this model; ``missing`` when a criterion
+    applies but the run did not record the metric (which counts against the run); ``n/a``
+    when no criterion applies to this model (the paper's number concerns another model and
+    the entry sets no expectation here)."""
     value = metrics.get(claim.metric)
     criterion = describe_criterion(claim, model_id)
     if value is None:
-        return Verdict(claim.id, claim.metric, None, "missing", criterion)
+        verdict = "n/a" if _bounds(claim, model_id) is None else "missing"
+        return Verdict(claim.id, claim.metric, None, verdict, criterion)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         if isinstance(value, bool):
             value = float(value)
