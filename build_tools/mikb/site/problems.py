@@ -267,6 +267,19 @@ def _recent(ctx: SiteContext, problems: list[Problem]) -> str:
              "Every status change recorded after a problem was posed, newest first, with the work it rests on. "
              "A change records what a paper showed about the question as posed; `solved` is used only when a paper "
              "answers it as asked.\n"]
+    solved = sorted(((ch, p) for p in problems for ch in status_changes(p) if ch.status == "solved"),
+                    key=lambda item: (item[0].date, item[1].sort_key), reverse=True)
+    lines.append("## Recently solved\n")
+    if solved:
+        lines.append("| Date | Problem | Work | What it showed |\n|---|---|---|---|")
+        for change, p in solved:
+            evidence = link(change.evidence, change.evidence) if change.evidence_is_url else ctx.paper_link(page, change.evidence)
+            number = ctx.problem_number(p)
+            lines.append(f"| {esc(change.date)} | [{esc((number + ' ' if number else '') + p.title)}]({rel_link_problem(p)}) "
+                         f"| {cell(evidence)} | {inline(change.note or '')} |")
+        lines.append("")
+    else:
+        lines.append("No problem is recorded as solved yet.\n")
     for source_list, categories in list_groups(ctx):
         slugs = {c.slug for c in categories}
         members = [p for p in problems if p.category in slugs]
