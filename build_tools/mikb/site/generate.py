@@ -22,6 +22,7 @@ from mikb.site.circuits import write_circuit_pages
 from mikb.site.context import SiteContext, SiteOptions
 from mikb.site.feed import FEED, status_feed
 from mikb.site.home import write_explore, write_home, write_tags
+from mikb.site.methods import write_method_pages
 from mikb.site.papers import write_model_pages, write_paper_pages
 from mikb.site.problems import write_problem_pages
 from mikb.site.writer import SiteWriter
@@ -75,6 +76,7 @@ def generate_site(root: Path, out_dir: Path | None = None, options: SiteOptions 
     write_home(ctx, out, intro or "# mikb\n")
     write_problem_pages(ctx, out)
     write_circuit_pages(ctx, out)
+    write_method_pages(ctx, out)
     write_paper_pages(ctx, out)
     write_model_pages(ctx, out)
     write_tags(ctx, out)
