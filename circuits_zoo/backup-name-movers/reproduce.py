@@ -115,9 +115,8 @@ def run(ctx: ReproContext) -> None:
         lab = head_label(v)
         ctx.metric(f"de_clean_{lab}", res["de_clean"][lab])
         ctx.metric(f"de_ablated_{lab}", res["de_ablated"][lab])
-    ctx.metric("backup_de_clean_max_relative",
-               max((abs(res["de_clean"][head_label(v)]) for v in ev_backup), default=float("nan"))
-               / s.ld_clean)
+    quiet = max((abs(res["de_clean"][head_label(v)]) for v in ev_backup), default=None)
+    ctx.metric("backup_de_clean_max_relative", None if quiet is None else quiet / s.ld_clean)
 
     import matplotlib
 

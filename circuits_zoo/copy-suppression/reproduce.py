@@ -106,7 +106,7 @@ def run(ctx: ReproContext) -> None:
 
 
 def _mean(vals: list[float]) -> float:
-    return sum(vals) / len(vals) if vals else float("nan")
+    return sum(vals) / len(vals) if vals else None
 
 
 def _owt_tokens(ctx: ReproContext, model) -> torch.Tensor | None:
@@ -142,4 +142,4 @@ def _batched_cspa(model, tokens: torch.Tensor, layer: int, head: int, top_k: int
         kl_mean += w * r["kl_mean_ablation"]
         kl_cspa += w * r["kl_cspa"]
     return {"kl_mean_ablation": kl_mean, "kl_cspa": kl_cspa,
-            "fraction_explained": 1.0 - kl_cspa / kl_mean if kl_mean > 0 else float("nan")}
+            "fraction_explained": 1.0 - kl_cspa / kl_mean if kl_mean > 0 else None}

@@ -251,7 +251,7 @@ def run(ctx: ReproContext) -> None:
                 k_sets[v].append(set(classes.get(NM, [])) | set(heads))
     mini = minimality_with_k(model, ds, s.means, circuit, k_sets)
     ctx.metric("minimality", mini)
-    ctx.metric("minimality_min", min(mini.values()) if mini else float("nan"))
+    ctx.metric("minimality_min", min(mini.values()) if mini else None)
     for role, heads in classes.items():
         ctx.metric(f"minimality_max_{role.replace(' ', '_').replace('-', '_')}",
                    max(mini[head_label(v)] for v in heads))
@@ -286,7 +286,7 @@ def run(ctx: ReproContext) -> None:
         for receivers, comp_name, grid, senders in sweeps:
             for rec in receivers:
                 if v[0] < rec[0]:
-                    edges.append((v, rec, comp_name, _num(grid[v]), v in senders))
+                    edges.append((v, rec, comp_name, float(grid[v]), v in senders))  # save_json writes NaN as null
     ctx.save_json("edge_scores.json", mib_graph(
         n_l, n_h, edges, {**path_patching.FLAGS, "scores": "signed relative change of logit diff",
                           "induction_keys": "patched at S1+1 only"},
@@ -297,19 +297,21 @@ def run(ctx: ReproContext) -> None:
                  "discovered_components with ground_truth_components.")
 
 
-def _num(x) -> float:
+def _num(x) -> float | None:
+    """A score as a number, or None where it is undefined (path patching marks a sender that
+    cannot reach the receiver with NaN; results hold no NaN)."""
     v = float(x.detach()) if hasattr(x, "detach") else float(x)
-    return v if math.isfinite(v) else float("nan")
+    return v if math.isfinite(v) else None
 
 
-def _sum(grid: torch.Tensor, heads) -> float:
+def _sum(grid: torch.Tensor, heads) -> float | None:
     vals = [float(grid[v]) for v in heads if math.isfinite(float(grid[v]))]
-    return sum(vals) if vals else float("nan")
+    return sum(vals) if vals else None
 
 
-def _mean(vals: list[float]) -> float:
-    vals = [v for v in vals if math.isfinite(v)]
-    return sum(vals) / len(vals) if vals else float("nan")
+def _mean(vals: list[float | None]) -> float | None:
+    vals = [v for v in vals if v is not None and math.isfinite(v)]
+    return sum(vals) / len(vals) if vals else None
 
 
 def _mlp0_knockout(model, ds, s) -> float:
