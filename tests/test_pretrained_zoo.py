@@ -20,6 +20,7 @@ ZOO = Path(__file__).resolve().parents[1] / "circuits_zoo"
 # circuit id -> the pretrained model its script is exercised on
 CIRCUITS = {
     "greater-than": "gpt2-small",
+    "docstring": "attn-only-4l",
 }
 # Stand-in shapes for the tests: the architecture family and layer count of the real model,
 # fewer heads and a narrower width so that 2 CPU cores run every script in seconds. Paper heads

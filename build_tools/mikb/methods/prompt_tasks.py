@@ -162,6 +162,7 @@ def _final_scale(cache: Any, pos: int) -> torch.Tensor | float:
     return cache[name][:, pos] if name in cache else 1.0
 
 
+@torch.no_grad()
 def head_dla(model: Any, cache: Any, directions: torch.Tensor, pos: int = -1) -> torch.Tensor:
     """[n_layers, n_heads]: each head's direct effect on ``directions`` ([batch, d_model]) at
     ``pos``, mean over prompts."""
@@ -173,6 +174,7 @@ def head_dla(model: Any, cache: Any, directions: torch.Tensor, pos: int = -1) ->
     return out
 
 
+@torch.no_grad()
 def mlp_dla(model: Any, cache: Any, directions: torch.Tensor, pos: int = -1) -> torch.Tensor:
     """[n_layers]: each MLP's direct effect on ``directions`` at ``pos``, mean over prompts."""
     scale = _final_scale(cache, pos)
