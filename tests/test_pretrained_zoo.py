@@ -21,6 +21,7 @@ ZOO = Path(__file__).resolve().parents[1] / "circuits_zoo"
 CIRCUITS = {
     "greater-than": "gpt2-small",
     "docstring": "attn-only-4l",
+    "successor-heads": "gpt2-small",
 }
 # Stand-in shapes for the tests: the architecture family and layer count of the real model,
 # fewer heads and a narrower width so that 2 CPU cores run every script in seconds. Paper heads
@@ -31,6 +32,8 @@ TEST_SHAPES = {
     "pythia-2.8b": {"n_heads": 4, "d_model": 32},
     "attn-only-4l": {"n_heads": 8, "d_model": 64},
 }
+# Weights-only scripts are cheap, so their stand-ins keep the real head count.
+CIRCUIT_SHAPES = {"successor-heads": {"n_heads": 12, "d_model": 48}}
 
 
 def load_script(circuit_id: str):
@@ -64,7 +67,8 @@ def _finite(value) -> bool:
 def test_script_runs_on_standin(circuit_id, tmp_path, monkeypatch):
     model_id = CIRCUITS[circuit_id]
     monkeypatch.setattr(pretrained, "_boot",
-                        lambda mid, device: pretrained.standin_bridge(mid, **TEST_SHAPES[mid]))
+                        lambda mid, device: pretrained.standin_bridge(
+                            mid, **CIRCUIT_SHAPES.get(circuit_id, TEST_SHAPES[mid])))
     start = time.monotonic()
     ctx = run_quick(circuit_id, model_id, tmp_path)
     print(f"{circuit_id} on {model_id} stand-in: {time.monotonic() - start:.1f}s")
