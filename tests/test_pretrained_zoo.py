@@ -22,6 +22,7 @@ CIRCUITS = {
     "greater-than": "gpt2-small",
     "docstring": "attn-only-4l",
     "successor-heads": "gpt2-small",
+    "acronyms": "gpt2-small",
 }
 # Stand-in shapes for the tests: the architecture family and layer count of the real model,
 # fewer heads and a narrower width so that 2 CPU cores run every script in seconds. Paper heads
