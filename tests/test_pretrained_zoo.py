@@ -23,6 +23,7 @@ CIRCUITS = {
     "docstring": "attn-only-4l",
     "successor-heads": "gpt2-small",
     "acronyms": "gpt2-small",
+    "induction-gpt2-small": "gpt2-small",
 }
 # Stand-in shapes for the tests: the architecture family and layer count of the real model,
 # fewer heads and a narrower width so that 2 CPU cores run every script in seconds. Paper heads
@@ -34,7 +35,8 @@ TEST_SHAPES = {
     "attn-only-4l": {"n_heads": 8, "d_model": 64},
 }
 # Weights-only scripts are cheap, so their stand-ins keep the real head count.
-CIRCUIT_SHAPES = {"successor-heads": {"n_heads": 12, "d_model": 48}}
+CIRCUIT_SHAPES = {"successor-heads": {"n_heads": 12, "d_model": 48},
+                  "induction-gpt2-small": {"n_heads": 12, "d_model": 48}}
 
 
 def load_script(circuit_id: str):
