@@ -24,6 +24,7 @@ CIRCUITS = {
     "successor-heads": "gpt2-small",
     "acronyms": "gpt2-small",
     "induction-gpt2-small": "gpt2-small",
+    "athlete-sport-recall": "pythia-2-8b",
 }
 # Stand-in shapes for the tests: the architecture family and layer count of the real model,
 # fewer heads and a narrower width so that 2 CPU cores run every script in seconds. Paper heads
@@ -31,7 +32,7 @@ CIRCUITS = {
 TEST_SHAPES = {
     "gpt2-small": {"n_heads": 4, "d_model": 32},
     "gpt2-medium": {"n_heads": 4, "d_model": 32},
-    "pythia-2.8b": {"n_heads": 4, "d_model": 32},
+    "pythia-2-8b": {"n_heads": 4, "d_model": 32},
     "attn-only-4l": {"n_heads": 8, "d_model": 64},
 }
 # Weights-only scripts are cheap, so their stand-ins keep the real head count.

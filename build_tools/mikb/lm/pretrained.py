@@ -37,7 +37,7 @@ PRETRAINED: dict[str, PretrainedSpec] = {
                                  {"n_layers": 12, "n_heads": 12, "d_model": 96}),
     "gpt2-medium": PretrainedSpec("gpt2-medium", "transformers", "gpt2",
                                   {"n_layers": 24, "n_heads": 16, "d_model": 64}),
-    "pythia-2.8b": PretrainedSpec("EleutherAI/pythia-2.8b", "transformers", "neox",
+    "pythia-2-8b": PretrainedSpec("EleutherAI/pythia-2.8b", "transformers", "neox",
                                   {"n_layers": 32, "n_heads": 32, "d_model": 128},
                                   "stand-in tokenises with GPT-2's BPE (Pythia's own BPE does "
                                   "not ship offline)"),
@@ -176,7 +176,7 @@ def standin_bridge(model_id: str, seed: int = 0, n_ctx: int = 128, **overrides: 
         hf = GPTNeoXForCausalLM(GPTNeoXConfig(
             num_hidden_layers=n_l, num_attention_heads=n_h, hidden_size=d,
             intermediate_size=4 * d, vocab_size=50304, max_position_embeddings=n_ctx,
-            rotary_pct=0.5, use_parallel_residual=True)).eval()
+            rotary_pct=0.25, use_parallel_residual=True)).eval()
         return TransformerBridge.boot_transformers(spec.hf_name, hf_model=hf,
                                                    tokenizer=tokenizer).eval()
     if spec.family == "attn-only":
