@@ -25,6 +25,7 @@ CIRCUITS = {
     "acronyms": "gpt2-small",
     "induction-gpt2-small": "gpt2-small",
     "athlete-sport-recall": "pythia-2-8b",
+    "entity-tracking": "llama-7b",
 }
 # Stand-in shapes for the tests: the architecture family and layer count of the real model,
 # fewer heads and a narrower width so that 2 CPU cores run every script in seconds. Paper heads
@@ -34,6 +35,7 @@ TEST_SHAPES = {
     "gpt2-medium": {"n_heads": 4, "d_model": 32},
     "pythia-2-8b": {"n_heads": 4, "d_model": 32},
     "attn-only-4l": {"n_heads": 8, "d_model": 64},
+    "llama-7b": {"n_heads": 2, "d_model": 32},
 }
 # Weights-only scripts are cheap, so their stand-ins keep the real head count.
 CIRCUIT_SHAPES = {"successor-heads": {"n_heads": 12, "d_model": 48},

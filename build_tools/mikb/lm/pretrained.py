@@ -27,7 +27,7 @@ from mikb.reproduce.context import ModelUnavailable
 class PretrainedSpec:
     hf_name: str
     source: str  # "transformers" (boot_transformers) or "tl_legacy" (boot_tl_legacy)
-    family: str  # stand-in architecture: "gpt2", "neox" or "attn-only"
+    family: str  # stand-in architecture: "gpt2", "neox", "llama" or "attn-only"
     standin: dict[str, int] = field(default_factory=dict)
     tokenizer_note: str = ""
 
@@ -41,6 +41,10 @@ PRETRAINED: dict[str, PretrainedSpec] = {
                                   {"n_layers": 32, "n_heads": 32, "d_model": 128},
                                   "stand-in tokenises with GPT-2's BPE (Pythia's own BPE does "
                                   "not ship offline)"),
+    "llama-7b": PretrainedSpec("huggyllama/llama-7b", "transformers", "llama",
+                               {"n_layers": 32, "n_heads": 32, "d_model": 128},
+                               "stand-in tokenises with GPT-2's BPE (LLaMA's SentencePiece "
+                               "tokenizer does not ship offline)"),
     "attn-only-4l": PretrainedSpec("NeelNanda/Attn_Only_4L512W_C4_Code", "tl_legacy",
                                    "attn-only", {"n_layers": 4, "n_heads": 8, "d_model": 64},
                                    "stand-in tokenises with GPT-2's BPE (the model's own "
@@ -177,6 +181,15 @@ def standin_bridge(model_id: str, seed: int = 0, n_ctx: int = 128, **overrides: 
             num_hidden_layers=n_l, num_attention_heads=n_h, hidden_size=d,
             intermediate_size=4 * d, vocab_size=50304, max_position_embeddings=n_ctx,
             rotary_pct=0.25, use_parallel_residual=True)).eval()
+        return TransformerBridge.boot_transformers(spec.hf_name, hf_model=hf,
+                                                   tokenizer=tokenizer).eval()
+    if spec.family == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        hf = LlamaForCausalLM(LlamaConfig(
+            num_hidden_layers=n_l, num_attention_heads=n_h, num_key_value_heads=n_h,
+            hidden_size=d, intermediate_size=2 * d, vocab_size=50257,
+            max_position_embeddings=n_ctx, bos_token_id=50256, eos_token_id=50256)).eval()
         return TransformerBridge.boot_transformers(spec.hf_name, hf_model=hf,
                                                    tokenizer=tokenizer).eval()
     if spec.family == "attn-only":
