@@ -27,6 +27,7 @@ CIRCUITS = {
     "athlete-sport-recall": "pythia-2-8b",
     "entity-tracking": "llama-7b",
     "verb-agreement": "gpt2-small",
+    "sentiment-summarization": "gpt2-small",
 }
 # Stand-in shapes for the tests: the architecture family and layer count of the real model,
 # fewer heads and a narrower width so that 2 CPU cores run every script in seconds. Paper heads
