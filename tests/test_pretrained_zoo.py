@@ -113,3 +113,30 @@ def test_standin_tokenizer_is_gpt2_bpe():
     text = " The war lasted from the year 1732 to the year 17"
     tok = pretrained.Tok(pretrained.gpt2_bpe_tokenizer())
     assert tok.encode(text) == GPT2Tokenizer().encode(text)
+
+
+def test_batched_head_patching_matches_transformer_lens():
+    """prompt_tasks.patch_heads (many patched runs per forward) equals TL's hook-per-head sweep."""
+    import torch
+
+    from mikb.methods.prompt_tasks import (
+        PromptPairs,
+        clean_and_corrupted,
+        logit_diff_metric,
+        patch_heads,
+        patch_mlps,
+        tl_patch_heads,
+    )
+
+    model = pretrained.standin_bridge("gpt2-small", n_layers=3, n_heads=2, d_model=16)
+    model.enable_compatibility_mode()
+    gen = torch.Generator().manual_seed(0)
+    clean = torch.randint(0, 50000, (3, 7), generator=gen)
+    corrupted = clean.clone()
+    corrupted[:, 2] = torch.randint(0, 50000, (3,), generator=gen)
+    pairs = PromptPairs(clean, corrupted, logit_diff_metric(clean[:, 0], clean[:, 1]))
+    c, x, cache, _ = clean_and_corrupted(model, pairs)
+    ours = patch_heads(model, pairs, c, x, cache, max_rows=9)
+    theirs = tl_patch_heads(model, pairs, c, x, cache)
+    assert torch.allclose(ours, theirs, atol=1e-4)
+    assert patch_mlps(model, pairs, c, x, cache).shape == (3,)
