@@ -59,21 +59,31 @@ SPEC = ScriptSpec(
 
 
 def make_prompts(tok, n: int, n_boxes: int, seed: int):
+    """Prompts built segment by segment, so each object's and label's token (and position) is
+    known by construction whatever the tokenizer (LLaMA's SentencePiece merges differently from
+    GPT-2's BPE across word boundaries)."""
     rng = random.Random(seed)
     objs = [o for o in OBJECTS if tok.single(f" {o}") is not None]
     labels = [c for c in LABELS if tok.single(f" {c}") is not None]
+    if len(objs) < n_boxes or len(labels) < n_boxes:
+        raise RuntimeError(f"the tokenizer splits too many objects/labels: {len(objs)} objects, "
+                           f"{len(labels)} labels are single tokens, {n_boxes} boxes needed")
     rows, bad, ans, others, obj_pos = [], [], [], [], []
     for _ in range(n):
         os_, ls = rng.sample(objs, n_boxes), rng.sample(labels, n_boxes)
         q, q2 = rng.sample(range(n_boxes), 2)
-        ctx = ", ".join(f"the {o} is in Box {b}" for o, b in zip(os_, ls, strict=True))
-        head = [tok.bos_id] + tok.encode(ctx[0].upper() + ctx[1:] + ".")
-        rows.append(head + tok.encode(f" Box {ls[q]} contains the"))
-        bad.append(head + tok.encode(f" Box {ls[q2]} contains the"))
+        head, where = [tok.bos_id], []
+        for i, (o, b) in enumerate(zip(os_, ls, strict=True)):
+            head += tok.encode("The" if i == 0 else " the")
+            where.append(len(head))
+            head += [tok.single(f" {o}")] + tok.encode(" is in Box") + [tok.single(f" {b}")]
+            head += tok.encode("," if i < n_boxes - 1 else ".")
+        rows.append(head + tok.encode(" Box") + [tok.single(f" {ls[q]}")] + tok.encode(" contains the"))
+        bad.append(head + tok.encode(" Box") + [tok.single(f" {ls[q2]}")] + tok.encode(" contains the"))
         ids = [tok.single(f" {o}") for o in os_]
         ans.append(ids[q])
         others.append([t for i, t in enumerate(ids) if i != q])
-        obj_pos.append([i for i, t in enumerate(head) if t == ids[q]][0])
+        obj_pos.append(where[q])
     return (stack_prompts(rows), stack_prompts(bad), torch.tensor(ans), torch.tensor(others),
             torch.tensor(obj_pos))
 
@@ -111,8 +121,10 @@ def run(ctx: ReproContext) -> None:
 
     span = (m_clean - m_corrupt) or 1e-9
     t = clean.shape[1]
+    label_pos = t - len(lm.tok.encode(" contains the")) - 1
     scores = {}
-    for name, pos in (("last", t - 1), ("query_label", t - 3), ("previous_query_label", t - 4)):
+    for name, pos in (("last", t - 1), ("query_label", label_pos),
+                      ("previous_query_label", label_pos - 1)):
         patches = [(z_name(la), at(h, pos)) for la, h in all_heads(model)]
         vals = batched_patching(model, pairs, cache, patches, int(p["max_rows"]))
         scores[name] = ((vals - m_corrupt) / span).view(model.cfg.n_layers, model.cfg.n_heads)
