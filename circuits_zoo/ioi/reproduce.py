@@ -105,7 +105,8 @@ def run(ctx: ReproContext) -> None:
     nm = as_heads(top_heads(to_logits, p["logits_threshold"], sign=-1))
     neg = as_heads(top_heads(to_logits, p["logits_threshold"], sign=+1))
     ctx.save_figure(heatmap(to_logits, "Path patching head -> logits (relative change of "
-                            "logit diff; blue = head supports IO)", "relative change"),
+                            "logit diff; red = head supports IO, blue = against)",
+                            "relative change of logit diff (red < 0 < blue)"),
                     "path_patching_logits", "Relative change of the IO-S logit difference when "
                     "each head's path to the logits carries its ABC-corrupted output.")
 

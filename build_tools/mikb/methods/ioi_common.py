@@ -143,7 +143,8 @@ def top_heads(scores: torch.Tensor, threshold: float, sign: int) -> list[str]:
 
 
 def heatmap(scores: torch.Tensor, title: str, label: str):
-    """A layer x head heatmap (matplotlib, diverging, centred on zero)."""
+    """A layer x head heatmap (matplotlib, diverging, centred on zero). One colour convention on
+    every page: red below zero, blue above, white at zero; titles say what each sign means."""
     import matplotlib
 
     matplotlib.use("Agg")
