@@ -31,7 +31,7 @@ LABELS = {"exact": "exact edge patching", "acdc": "ACDC", "eap": "EAP", "eap_ig"
 SPEC = ScriptSpec(
     models=MODELS,
     params={"n_prompts": 32, "ablations": ["zero", "resample", "mean"], "acdc_threshold": 1e-6,
-            "ig_steps": 5, "tl_check_prompts": 4},
+            "ig_steps": 5, "tl_check_prompts": 4, "timing_budget_s": 2.0},
     quick_params={"n_prompts": 8, "ablations": ["zero"]},
     timeout_s=1800,
     description="Score ACDC, EAP, EAP-IG and exact edge patching against tracr-compiled ground truth.",
@@ -68,10 +68,13 @@ def run(ctx: ReproContext) -> None:
             "eap": lambda t=task: eap(t),
             "eap_ig": lambda t=task: eap_ig(t, p["ig_steps"]),
         }
+        # Clean and ablated writer outputs are shared inputs of every method: compute them
+        # before any timing so the first method does not pay for them.
+        task.ablated, task.clean_writers, task.clean_labels  # noqa: B018
         curves, rocs = {}, {}
         for name in METHODS:
-            scores, wall, mem = measured(runs[name])
-            ctx.log(f"{ablation:9s} {LABELS[name]:20s} {wall:7.2f}s")
+            scores, wall, mem = _timed(runs[name], p["timing_budget_s"])
+            ctx.log(f"{ablation:9s} {LABELS[name]:20s} {wall:7.3f}s  {mem:6.1f} MiB")
             auc = roc_auc(scores.ranking_values(), y)
             faith = faithfulness_curve(scores, task.faithfulness_metric)
             rocs[name] = roc_curve(scores.ranking_values(), y)
@@ -80,7 +83,7 @@ def run(ctx: ReproContext) -> None:
             ctx.metric(f"auc.{key}", auc)
             ctx.metric(f"cpr.{key}", faith["cpr"])
             ctx.metric(f"cmd.{key}", faith["cmd"])
-            ctx.metric(f"wall_s.{key}", round(wall, 3))
+            ctx.metric(f"wall_s.{key}", round(wall, 4))
             ctx.metric(f"peak_rss_mib.{key}", round(mem, 1))
             ctx.save_json(f"edge-scores-{ablation}-{name}.json", scores.to_mib())
             row = {"model": ctx.model_id, "ablation": ablation, "method": LABELS[name],
@@ -103,6 +106,17 @@ def run(ctx: ReproContext) -> None:
         _figures(ctx, ablation, rocs, curves)
     ctx.save_json("leaderboard.json", board)
     _tl_check(ctx, cm, gf, kind)
+
+
+def _timed(fn, budget_s: float):
+    """Run ``fn`` at least once and until ``budget_s`` is spent (at most 5 runs); the fastest
+    wall time and the largest memory peak (a shared CPU makes single timings noisy)."""
+    result, best, peak = None, float("inf"), 0.0
+    spent, runs = 0.0, 0
+    while runs == 0 or (spent < budget_s and runs < 5):
+        result, wall, mem = measured(fn)
+        best, peak, spent, runs = min(best, wall), max(peak, mem), spent + wall, runs + 1
+    return result, best, peak
 
 
 def _tl_check(ctx: ReproContext, cm, gf: GraphForward, kind: str) -> None:
