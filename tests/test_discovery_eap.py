@@ -122,15 +122,16 @@ def test_node_scores_sum_edges_and_match_tl_node_attribution(case):
 
 
 def test_eap_ig_one_step_is_eap_and_many_steps_approach_exact():
-    """With one step EAP-IG is EAP (noising); with many, its node total for the input
-    approaches the exact metric change of ablating every edge (the IG completeness axiom)."""
+    """On the right grid one step is EAP (noising); on the reference's left grid one step is
+    the gradient at the corrupted run, i.e. minus denoising EAP; with many steps the input's
+    node total approaches the exact metric change of ablating every edge (IG completeness)."""
     model = _random_model("LN", "bidirectional")
     gen = torch.Generator().manual_seed(2)
     clean = torch.randint(0, 11, (4, 6), generator=gen)
     corrupt = torch.randint(0, 11, (4, 6), generator=gen)
     task = EdgeTask(GraphForward(model), clean, corrupt, slice(1, None))
-    one = eap_ig(task, steps=1).scores
-    assert torch.allclose(one, eap(task).scores, atol=1e-6)
+    assert torch.allclose(eap_ig(task, steps=1, grid="right").scores, eap(task).scores, atol=1e-6)
+    assert torch.allclose(eap_ig(task, steps=1).scores, -eap(task, "denoising").scores, atol=1e-6)
     g = task.graph
     exact = (task.evaluate(torch.zeros(1, g.n_edges), "metric")
              - task.evaluate(torch.ones(1, g.n_edges), "metric"))[0]

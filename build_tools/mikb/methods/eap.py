@@ -10,8 +10,10 @@ differs is where the gradient is taken:
   sign of ``a_clean - a_corrupted``: TransformerLens's
   ``attribution_patch`` convention, which the tests match to 1e-4;
 * ``eap_ig(..., steps=m)``: the gradient averaged over ``m`` runs whose input embedding moves
-  from the ablated to the clean one (MIB's recommended "inputs" variant: alpha = k/m for
-  k = 1..m, so the last step is the clean run), noising sign.
+  from the ablated to the clean one (MIB's recommended "inputs" variant), noising sign. The
+  reference implementation (hannamw/EAP-IG, ``get_scores_eap_ig``) takes alpha = k/m for
+  k = 0..m-1 (``grid="left"``, the default: the corrupted end is included, the clean end
+  not); ``grid="right"`` takes k = 1..m, so that one step is exactly noising EAP.
 
 Node scores (:func:`node_scores`) are each writer's sum over its outgoing edges: the writer's
 own ``(a_ablated - a_clean) . dM/da``, since a writer enters every later reader with
@@ -70,23 +72,27 @@ def eap(task: EdgeTask, direction: str = "noising") -> EdgeScores:
                        "ranking": "absolute"})
 
 
-def eap_ig(task: EdgeTask, steps: int = 5) -> EdgeScores:
+def eap_ig(task: EdgeTask, steps: int = 5, grid: str = "left") -> EdgeScores:
     """EAP-IG, inputs variant: integrated gradients along the input embedding."""
     if steps < 1:
         raise ValueError("steps must be >= 1")
+    if grid not in ("left", "right"):
+        raise ValueError("grid must be left (k = 0..steps-1) or right (k = 1..steps)")
+    ks = range(steps) if grid == "left" else range(1, steps + 1)
     g = task.graph
     clean = task.clean_writers
     ablated = task.ablated.expand_as(clean)
     emb_clean, emb_abl = clean[0], ablated[0]
     total = None
-    for k in range(1, steps + 1):
+    for k in ks:
         alpha = k / steps
         grads = _reader_grads(task, input_embed=emb_abl + alpha * (emb_clean - emb_abl))
         total = grads if total is None else total + grads
     scores = _edge_products(task, ablated - clean, total / steps)
     return EdgeScores("EAP-IG", g, scores.detach().float(),
                       {**task.flags(), "direction": "noising", "ig_steps": steps,
-                       "ig_variant": "inputs (alpha = k/steps, k = 1..steps)",
+                       "ig_variant": "inputs",
+                       "ig_alphas": [k / steps for k in ks],
                        "metric": _metric_name(task), "ranking": "absolute"})
 
 
