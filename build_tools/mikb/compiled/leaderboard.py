@@ -37,8 +37,17 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
         groups.setdefault((r["ablation"], r["method"]), []).append(r)
     return [{"ablation": a, "method": m, "models": len(rs),
-             **{f"mean_{f}": mean(r[f] for r in rs) for f in FIELDS}}
+             **{f"mean_{f}": _mean([r[f] for r in rs]) for f in FIELDS}}
             for (a, m), rs in sorted(groups.items())]
+
+
+def _mean(values: list[float | None]) -> float | None:
+    """Mean over models, or None when any model could not measure it (e.g. memory)."""
+    return None if any(v is None for v in values) else mean(values)  # type: ignore[arg-type]
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -46,7 +55,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['ablation']} | {r['method']} | {r['auc']:.3f} | "
-                     f"{r['cpr']:.3f} | {r['cmd']:.3f} | {r['wall_s']:.3f} | {r['peak_rss_mib']:.1f} |")
+                     f"{r['cpr']:.3f} | {r['cmd']:.3f} | {r['wall_s']:.3f} | {_num(r['peak_rss_mib'], 1)} |")
     lines += ["", "| ablation | method | models | mean AUC | mean CPR | mean CMD |", "|---|---|---|---|---|---|"]
     for s in summary(rows):
         lines.append(f"| {s['ablation']} | {s['method']} | {s['models']} | {s['mean_auc']:.3f} | "

@@ -1,50 +1,45 @@
-"""Wall time and peak resident memory of one call, for comparing methods.
+"""Wall time and peak memory of one call, for comparing methods.
 
-Peak memory is the process's resident set size sampled every millisecond by a thread during
-the call, minus its size just before (CPU tensors are allocated outside Python's tracemalloc,
-so RSS is what sees them). On CUDA, use ``torch.cuda.max_memory_allocated`` instead.
+Peak memory is the kernel's resident-set high-water mark (``VmHWM``), reset to the current
+RSS just before the call by writing ``5`` to ``/proc/self/clear_refs``, minus the RSS at that
+moment: the extra memory the call needed at its peak, whoever allocated it (torch allocates
+CPU tensors outside Python's tracemalloc). ``benchmarks/_memory.py`` measures the same way.
+Where the kernel does not offer the reset (not Linux), the peak is ``None``. On CUDA, use
+``torch.cuda.max_memory_allocated`` instead.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_STATUS = Path("/proc/self/status")
+_CLEAR = Path("/proc/self/clear_refs")
 
 
-def _rss() -> int:
+def _status_kib(field: str) -> int:
+    for line in _STATUS.read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in {_STATUS}")
+
+
+def _reset_peak() -> int | None:
+    """Reset the high-water mark; the RSS it was reset to (KiB), or None if unsupported."""
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * _PAGE
-    except OSError:  # not Linux: fall back to the lifetime peak
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        _CLEAR.write_text("5")
+        return _status_kib("VmRSS")
+    except (OSError, RuntimeError):
+        return None
 
 
-def measured(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float, float]:
-    """(result, wall seconds, peak RSS increase in MiB) of ``fn(*args, **kwargs)``."""
-    start_rss = _rss()
-    peak = [start_rss]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss())
-            time.sleep(0.001)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
+def measured(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float, float | None]:
+    """(result, wall seconds, peak memory increase in MiB or None) of ``fn(*args, **kwargs)``."""
+    base = _reset_peak()
     t0 = time.perf_counter()
-    try:
-        result = fn(*args, **kwargs)
-    finally:
-        wall = time.perf_counter() - t0
-        done.set()
-        thread.join()
-    peak[0] = max(peak[0], _rss())
-    return result, wall, (peak[0] - start_rss) / 2**20
+    result = fn(*args, **kwargs)
+    wall = time.perf_counter() - t0
+    peak = None if base is None else max(0, _status_kib("VmHWM") - base) / 1024
+    return result, wall, peak
