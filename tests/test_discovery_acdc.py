@@ -65,3 +65,23 @@ def test_batched_acdc_equals_sequential():
         ours = acdc(task, threshold)
         ref = _prune_dangling(task.graph, _sequential_acdc(task, threshold))
         assert torch.equal(ours.in_circuit, ref), threshold
+
+
+def test_acdc_roc_sweep_points_are_monotone_in_threshold():
+    from mikb.methods.acdc import acdc_roc
+
+    task, cm = _task("tracr-hist", "zero", n=8)
+    out = acdc_roc(task, cm.ground_truth_edges, [0.0, 1e-6, 1e-2, 10.0])
+    sizes = [p["edges"] for p in out["points"]]
+    assert sizes == sorted(sizes, reverse=True) and sizes[-1] < sizes[0]
+    assert out["points"][1]["tpr"] == 1.0 and out["points"][1]["fpr"] == 0.0
+    assert out["auc"] == 1.0
+
+
+def test_node_patching_ablates_every_outgoing_edge():
+    from mikb.methods.edge_patching import node_patching
+
+    task, cm = _task("tracr-hist", "zero", n=8)
+    nodes = node_patching(task)
+    assert set(nodes) == set(task.graph.writers)
+    assert all(nodes[n] > 1e-6 for n in cm.ground_truth_nodes)

@@ -9,15 +9,19 @@ ablation (zero, resample, mean) the script runs every method through mikb.method
 scores each method's edge ranking by ROC AUC against the ground truth, measures the
 faithfulness of its top edges over MIB's edge budgets (CPR, CMD), times it and records its
 peak memory, and writes its edge scores in MIB's JSON layout. It also checks mikb's EAP
-against TransformerLens's own node-level attribution patching on the same model.
+against TransformerLens's own node-level attribution patching on the same model, scores node
+rankings (exact node patching, EAP and EAP-IG node totals) against the ground-truth nodes, and
+sweeps ACDC's threshold for the paper's own ROC.
 """
 
 from __future__ import annotations
 
+import torch
+
 from mikb.compiled.load import load
-from mikb.methods.acdc import acdc
+from mikb.methods.acdc import acdc, acdc_roc
 from mikb.methods.eap import eap, eap_ig, node_scores
-from mikb.methods.edge_patching import edge_patching
+from mikb.methods.edge_patching import edge_patching, node_patching
 from mikb.methods.edge_task import EdgeTask
 from mikb.methods.graph import GraphForward
 from mikb.methods.measure import measured
@@ -31,7 +35,8 @@ LABELS = {"exact": "exact edge patching", "acdc": "ACDC", "eap": "EAP", "eap_ig"
 SPEC = ScriptSpec(
     models=MODELS,
     params={"n_prompts": 32, "ablations": ["zero", "resample", "mean"], "acdc_threshold": 1e-6,
-            "ig_steps": 5, "tl_check_prompts": 4, "timing_budget_s": 2.0,
+            "ig_steps": 5, "tl_check_prompts": 4,
+            "acdc_sweep": [0.0, 1e-6, 1e-4, 1e-3, 1e-2, 0.03, 0.1, 0.3, 1.0, 3.0], "timing_budget_s": 2.0,
             "threads": 1},
     quick_params={"n_prompts": 8, "ablations": ["zero"]},
     timeout_s=1800,
@@ -42,8 +47,6 @@ SPEC = ScriptSpec(
 def run(ctx: ReproContext) -> None:
     p = ctx.params
     ctx.seed_everything()
-    import torch
-
     torch.set_num_threads(p["threads"])  # timings on one thread: comparable across machines
     cm = load(ctx.model_id)
     prov = cm.meta["provenance"]
@@ -55,6 +58,8 @@ def run(ctx: ReproContext) -> None:
     g = gf.graph
     truth = cm.ground_truth_edges
     y = labels_for(g, truth)
+    node_truth = cm.ground_truth_nodes | {"input"}  # the embedding feeds every program
+    y_nodes = torch.tensor([w in node_truth for w in g.writers])
     ctx.metric("n_edges", g.n_edges)
     ctx.metric("n_ground_truth_edges", len(truth))
     ctx.metric("ground_truth_nodes", sorted(cm.ground_truth_nodes))
@@ -94,7 +99,16 @@ def run(ctx: ReproContext) -> None:
                    "auc": auc, "cpr": faith["cpr"], "cmd": faith["cmd"], "wall_s": wall,
                    "peak_rss_mib": mem, "flags": scores.flags,
                    "faithfulness": faith["faithfulness"], "budgets": list(MIB_BUDGETS)}
+            if name in ("exact", "eap", "eap_ig"):
+                nodes = node_patching(task) if name == "exact" else node_scores(scores)
+                node_auc = roc_auc(torch.tensor([abs(nodes[w]) for w in g.writers]), y_nodes)
+                ctx.metric(f"node_auc.{key}", node_auc)
+                row["node_auc"] = node_auc
             if name == "acdc":
+                sweep = acdc_roc(task, truth, p["acdc_sweep"])
+                ctx.metric(f"acdc_sweep_auc.{ablation}", sweep["auc"])
+                row["acdc_sweep"] = sweep
+                rocs["acdc_sweep"] = sweep
                 found = {e for e, k in zip(g.edges, scores.in_circuit.tolist(), strict=True) if k}
                 tp, fp, fn = len(found & truth), len(found - truth), len(truth - found)
                 ctx.metric(f"acdc_true_positives.{ablation}", tp)
@@ -159,8 +173,14 @@ def _figures(ctx: ReproContext, ablation: str, rocs: dict, curves: dict) -> None
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(4.2, 4))
-    for name, (fpr, tpr) in rocs.items():
-        ax.plot(fpr, tpr, drawstyle="default", marker=".", label=LABELS[name])
+    for name, curve in rocs.items():
+        if name == "acdc_sweep":
+            pts = curve["points"]
+            ax.scatter([q["fpr"] for q in pts], [q["tpr"] for q in pts], marker="x", s=30,
+                       color="black", zorder=3, label="ACDC, threshold sweep")
+            continue
+        fpr, tpr = curve
+        ax.plot(fpr, tpr, marker=".", label=LABELS[name])
     ax.plot([0, 1], [0, 1], color="grey", lw=0.6, ls=":")
     ax.set(xlabel="false-positive rate", ylabel="true-positive rate",
            title=f"{ctx.model_id}, {ablation} ablation")

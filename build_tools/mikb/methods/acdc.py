@@ -82,6 +82,24 @@ def acdc(task: EdgeTask, threshold: float, metric: str = "distance") -> EdgeScor
         in_circuit=kept)
 
 
+def acdc_roc(task: EdgeTask, truth: set[str], thresholds: list[float]) -> dict:
+    """ACDC's own ROC (as in the paper): one ACDC run per threshold, each giving one
+    (false-positive rate, true-positive rate) point of its pruned circuit against ``truth``;
+    the AUC is the trapezoid area through the points with (0, 0) and (1, 1) added."""
+    g = task.graph
+    y = torch.tensor([e in truth for e in g.edges])
+    points = []
+    for tau in thresholds:
+        kept = acdc(task, tau).in_circuit
+        tp = int((kept & y).sum())
+        fp = int((kept & ~y).sum())
+        points.append({"threshold": tau, "fpr": fp / max(1, int((~y).sum())),
+                       "tpr": tp / max(1, int(y.sum())), "edges": int(kept.sum())})
+    curve = sorted({(0.0, 0.0), (1.0, 1.0), *((p["fpr"], p["tpr"]) for p in points)})
+    auc = sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in zip(curve, curve[1:], strict=False))
+    return {"points": points, "auc": float(auc)}
+
+
 def _prune_dangling(g, kept: torch.Tensor) -> torch.Tensor:
     """Drop edges whose child does not reach the logits through kept edges."""
     kept = kept.clone()

@@ -4,7 +4,10 @@ Peak memory is the kernel's resident-set high-water mark (``VmHWM``), reset to t
 RSS just before the call by writing ``5`` to ``/proc/self/clear_refs``, minus the RSS at that
 moment: the extra memory the call needed at its peak, whoever allocated it (torch allocates
 CPU tensors outside Python's tracemalloc). ``benchmarks/_memory.py`` measures the same way.
-Where the kernel does not offer the reset (not Linux), the peak is ``None``. On CUDA, use
+Freed memory that the C allocator keeps would hide a later call's allocations from RSS, so
+``malloc_trim`` hands it back to the kernel first (glibc only; elsewhere this is skipped and
+the number can only be lower). Where the kernel does not offer the reset (not Linux), the
+peak is ``None``. On CUDA, use
 ``torch.cuda.max_memory_allocated`` instead.
 """
 
@@ -26,8 +29,18 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in {_STATUS}")
 
 
+def _trim() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _reset_peak() -> int | None:
     """Reset the high-water mark; the RSS it was reset to (KiB), or None if unsupported."""
+    _trim()
     try:
         _CLEAR.write_text("5")
         return _status_kib("VmRSS")
