@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 import torch
 
 from mikb.methods.graph import Graph
@@ -28,6 +29,8 @@ def test_roc_auc_known_cases_and_ties():
         lab = torch.rand(12, generator=gen) > 0.6
         if lab.any() and (~lab).any():
             assert abs(roc_auc(v, lab) - _mann_whitney(v.tolist(), lab.tolist())) < 1e-12
+    with pytest.raises(ValueError):
+        roc_auc(torch.ones(3), torch.ones(3).bool())
     fpr, tpr = roc_curve(torch.tensor([3.0, 2, 1]), torch.tensor([True, False, True]))
     assert fpr == [0.0, 0.0, 1.0, 1.0] and tpr == [0.0, 0.5, 0.5, 1.0]
 

@@ -101,7 +101,9 @@ def run(ctx: ReproContext) -> None:
                    "faithfulness": faith["faithfulness"], "budgets": list(MIB_BUDGETS)}
             if name in ("exact", "eap", "eap_ig"):
                 nodes = node_patching(task) if name == "exact" else node_scores(scores)
-                node_auc = roc_auc(torch.tensor([abs(nodes[w]) for w in g.writers]), y_nodes)
+                # None where every node is in the circuit (hist): a ranking then means nothing
+                node_auc = None if bool(y_nodes.all()) else roc_auc(
+                    torch.tensor([abs(nodes[w]) for w in g.writers]), y_nodes)
                 ctx.metric(f"node_auc.{key}", node_auc)
                 row["node_auc"] = node_auc
             if name == "acdc":

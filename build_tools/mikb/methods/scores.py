@@ -85,7 +85,9 @@ def roc_curve(values: Tensor, labels: Tensor) -> tuple[list[float], list[float]]
 
 def roc_auc(values: Tensor, labels: Tensor) -> float:
     """Area under the ROC curve (trapezoids, so ties count half): the probability that a true
-    edge outranks a false one."""
+    edge outranks a false one. Undefined (ValueError) without both kinds of label."""
+    if bool(labels.all()) or not bool(labels.any()):
+        raise ValueError("ROC AUC needs both positive and negative labels")
     fpr, tpr = roc_curve(values, labels)
     return float(sum((fpr[i + 1] - fpr[i]) * (tpr[i + 1] + tpr[i]) / 2 for i in range(len(fpr) - 1)))
 
