@@ -74,6 +74,12 @@ PROGRAMS: dict[str, Program] = {
             _uniform(("x", "y")),
         ),
         Program(
+            "pair-balance", "lib.make_pair_balance(rasp.tokens, '(', ')')", ("(", ")"), 6, True,
+            "Running balance of '(' over ')': two numerical mean Aggregates in parallel heads (the "
+            "fraction of openers and of closers so far) and an MLP that takes their difference.",
+            _uniform(("(", ")")),
+        ),
+        Program(
             "shuffle-dyck", "lib.make_shuffle_dyck(['()'])", ("(", ")"), 6, False,
             "Shuffle-Dyck with one bracket pair: balanced so far (running fraction of openers "
             "minus closers never negative) and balanced at the end, combined per position.",
