@@ -17,7 +17,7 @@ from mikb.methods.graph import GraphForward
 MODELS = available()
 
 
-def test_five_programs_committed():
+def test_every_program_committed():
     assert sorted(MODELS) == sorted(p.model_id for p in PROGRAMS.values())
     assert len(MODELS) >= 5
 

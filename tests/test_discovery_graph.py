@@ -84,3 +84,18 @@ def test_single_edge_patch_equals_mikb_path_patching():
 def readout_per_variant(readout, logits, n_var):
     n = logits.shape[0] // n_var
     return torch.stack([readout.per_example(logits[v * n : (v + 1) * n]).mean() for v in range(n_var)])
+
+
+@pytest.mark.parametrize("ablation", ["zero", "resample"])
+def test_inactive_edges_have_no_effect(ablation):
+    """An edge whose ablated output its reader cannot see changes nothing (exact patching)."""
+    from mikb.methods.edge_patching import edge_patching
+
+    cm = load("tracr-reverse")
+    task = EdgeTask(GraphForward(cm.bridge), cm.sample_tokens(8, 0), cm.sample_tokens(8, 1),
+                    slice(1, None), "categorical", ablation)
+    active = task.active_edges()
+    effect = edge_patching(task).scores.abs()
+    assert bool((effect[~active] < 1e-6).all())
+    truth = torch.tensor([e in cm.ground_truth_edges for e in task.graph.edges])
+    assert not bool((active & ~truth).any())  # nothing outside the program is ever active

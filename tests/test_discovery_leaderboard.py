@@ -8,7 +8,7 @@ from mikb.compiled.leaderboard import collect, markdown, summary
 
 
 def _row(model, method, auc):
-    return {"model": model, "ablation": "zero", "method": method, "auc": auc, "cpr": 0.5,
+    return {"model": model, "ablation": "zero", "method": method, "auc": auc, "auc_active": auc, "cpr": 0.5,
             "cmd": 0.25, "wall_s": 0.1, "peak_rss_mib": 1.0, "flags": {}}
 
 

@@ -2,7 +2,8 @@
 
 Every run of ``circuits_zoo/compiled-rasp/reproduce.py`` writes ``leaderboard.json`` beside
 its ``results.json``: one row per (ablation, method) with ROC AUC against the compiled ground
-truth, CPR and CMD over MIB's budgets, wall time, peak memory and the flags that produced it.
+truth (and against the ground-truth edges the ablation can see, ``auc_active``), CPR and CMD
+over MIB's budgets, wall time, peak memory and the flags that produced it.
 :func:`collect` reads every model's rows, :func:`summary` averages them per (ablation,
 method) over models, and ``python -m mikb.compiled.leaderboard`` prints both as Markdown.
 Nothing here computes a number: it only gathers what the runs recorded.
@@ -17,7 +18,7 @@ from statistics import mean
 from typing import Any
 
 CIRCUIT = "compiled-rasp"
-FIELDS = ("auc", "cpr", "cmd", "wall_s", "peak_rss_mib")
+FIELDS = ("auc", "auc_active", "cpr", "cmd", "wall_s", "peak_rss_mib")
 
 
 def collect(root: Path, circuit: str = CIRCUIT) -> list[dict[str, Any]]:
@@ -51,14 +52,17 @@ def _num(value: float | None, digits: int) -> str:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| model | ablation | method | ROC AUC | CPR | CMD | wall (s) | peak RSS (MiB) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | ablation | method | ROC AUC | AUC (active) | CPR | CMD | wall (s) | peak RSS (MiB) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['ablation']} | {r['method']} | {r['auc']:.3f} | "
+                     f"{r['auc_active']:.3f} | "
                      f"{r['cpr']:.3f} | {r['cmd']:.3f} | {r['wall_s']:.3f} | {_num(r['peak_rss_mib'], 1)} |")
-    lines += ["", "| ablation | method | models | mean AUC | mean CPR | mean CMD |", "|---|---|---|---|---|---|"]
+    lines += ["", "| ablation | method | models | mean AUC | mean AUC (active) | mean CPR | mean CMD |",
+              "|---|---|---|---|---|---|---|"]
     for s in summary(rows):
         lines.append(f"| {s['ablation']} | {s['method']} | {s['models']} | {s['mean_auc']:.3f} | "
+                     f"{s['mean_auc_active']:.3f} | "
                      f"{s['mean_cpr']:.3f} | {s['mean_cmd']:.3f} |")
     return "\n".join(lines) + "\n"
 

@@ -119,6 +119,37 @@ class EdgeTask:
                 out.append(fn(run.logits))
         return torch.cat(out)
 
+    def active_edges(self, tol: float = 1e-6) -> Tensor:
+        """[n_edges] bool: does ablating the edge change anything its reader reads?
+
+        The writer's clean-minus-ablated output, projected on the reader's input weights
+        (its W_Q, W_K or W_V head block, the MLP's W_in, or W_U), must exceed ``tol`` at some
+        prompt and position. That is necessary for an edge to have any effect under this
+        ablation, whatever the method, and it needs no method to compute: a ground-truth
+        edge that is inactive carries a constant on this task's prompts (tracr's BOS and
+        "one" directions, or the length of fixed-length inputs). Behind a LayerNorm, any
+        change that is not constant across d_model counts as reaching the reader.
+        """
+        f, g, w = self.forward, self.graph, self.forward.w
+        delta = self.clean_writers - self.ablated  # [P, n, t, d]
+        out = torch.zeros(g.n_edges, dtype=torch.bool)
+        for i, (p, r) in enumerate(zip(g.edge_writer.tolist(), g.edge_reader.tolist(), strict=True)):
+            node, c = g.readers[r]
+            d = delta[p]
+            if node == "logits":
+                norm_params, read = w.ln_final, w.w_u
+            elif node.startswith("m"):
+                lw = w.layers[int(node[1:])]
+                norm_params, read = lw.ln2, lw.w_in
+            else:
+                layer, head = (int(x) for x in node[1:].split(".h"))
+                norm_params, read = w.layers[layer].ln1, f._qkv_w[layer][c][head]
+            if norm_params is not None:
+                out[i] = bool((d - d.mean(-1, keepdim=True)).abs().max() > tol)
+            else:
+                out[i] = bool((d @ read).abs().max() > tol)
+        return out
+
     def faithfulness_metric(self, masks: Tensor) -> Tensor:
         """Higher is better, 0 for the full model: minus the distance (for CPR / CMD)."""
         return -self.evaluate(masks, "distance")
