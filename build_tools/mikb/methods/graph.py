@@ -1,0 +1,254 @@
+"""One computational graph per model, and a forward pass that runs any subgraph of it.
+
+Nodes follow MIB / EAP-IG names: ``input`` (token plus position embedding), ``a{L}.h{H}``
+(one head's output), ``m{L}`` (one MLP) and ``logits``. A head reads the residual stream
+three times, so its incoming edges are split by input: ``parent->a{L}.h{H}<q|k|v>``; an MLP
+or the logits read once: ``parent->m{L}``. Every writer feeds every reader after it (heads of
+layer L read the residual before layer L; the MLP of layer L reads it after layer L's heads).
+ACDC, EAP, EAP-IG, exact edge patching and the ground truth of compiled models all speak in
+these edge ids; :mod:`mikb.methods.scores` holds the one score type over them.
+
+:class:`GraphForward` computes the model on plain tensors (read from a ``TransformerBridge``
+by :func:`mikb.methods._fast_forward.extract_weights`) with every reader's input rebuilt as a
+sum over its incoming edges, each edge carrying either its writer's live output or the
+writer's ablated output (zero, mean or resampled from corrupted prompts), chosen by a mask.
+With the mask all ones it is the model; all zeros (resample ablation) it is the model on the
+corrupted prompts; many masks run in one batch. Each head's q, k and v get their own input
+(with their own LayerNorm), which is what makes q/k/v edges separately patchable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+from mikb.methods._fast_forward import ModelWeights, extract_weights, norm
+
+QKV = ("q", "k", "v")
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Nodes and edges of a model's residual-stream graph, in a fixed order."""
+
+    n_layers: int
+    n_heads: int
+    has_mlp: bool = True
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module) -> Graph:
+        cfg = model.cfg
+        return cls(int(cfg.n_layers), int(cfg.n_heads), not bool(getattr(cfg, "attn_only", False)))
+
+    @cached_property
+    def writers(self) -> tuple[str, ...]:
+        out = ["input"]
+        for la in range(self.n_layers):
+            out += [f"a{la}.h{h}" for h in range(self.n_heads)]
+            if self.has_mlp:
+                out.append(f"m{la}")
+        return tuple(out)
+
+    @cached_property
+    def readers(self) -> tuple[tuple[str, str | None], ...]:
+        """(node, input) in forward order: per layer q of each head, k, v, then the MLP."""
+        out: list[tuple[str, str | None]] = []
+        for la in range(self.n_layers):
+            for c in QKV:
+                out += [(f"a{la}.h{h}", c) for h in range(self.n_heads)]
+            if self.has_mlp:
+                out.append((f"m{la}", None))
+        out.append(("logits", None))
+        return tuple(out)
+
+    @staticmethod
+    def slot(node: str) -> float:
+        """Order in the forward pass: input, then per layer its heads, then its MLP, logits."""
+        if node == "input":
+            return -1
+        if node == "logits":
+            return float("inf")
+        layer = int(node[1:].split(".")[0])
+        return 2 * layer + (1 if node.startswith("m") else 0)
+
+    @cached_property
+    def edges(self) -> tuple[str, ...]:
+        """Edge ids, grouped by reader in forward order."""
+        return tuple(e for e, _, _ in self._edge_triples)
+
+    @cached_property
+    def _edge_triples(self) -> tuple[tuple[str, int, int], ...]:
+        out = []
+        for r, (node, c) in enumerate(self.readers):
+            for w, writer in enumerate(self.writers):
+                if self.slot(writer) < self.slot(node):
+                    out.append((edge_id(writer, node, c), w, r))
+        return tuple(out)
+
+    @cached_property
+    def edge_index(self) -> dict[str, int]:
+        return {e: i for i, e in enumerate(self.edges)}
+
+    @cached_property
+    def edge_writer(self) -> Tensor:
+        return torch.tensor([w for _, w, _ in self._edge_triples])
+
+    @cached_property
+    def edge_reader(self) -> Tensor:
+        return torch.tensor([r for _, _, r in self._edge_triples])
+
+    @property
+    def n_edges(self) -> int:
+        return len(self.edges)
+
+    def parent(self, edge: str) -> str:
+        return edge.split("->")[0]
+
+    def child(self, edge: str) -> str:
+        return edge.split("->")[1].split("<")[0]
+
+    def dense(self, values: Tensor) -> Tensor:
+        """Edge values ``[..., n_edges]`` -> ``[..., n_writers, n_readers]`` (zero off-graph)."""
+        shape = values.shape[:-1]
+        out = values.new_zeros(*shape, len(self.writers), len(self.readers))
+        out[..., self.edge_writer, self.edge_reader] = values
+        return out
+
+    def mask_from(self, kept: set[str] | list[str]) -> Tensor:
+        m = torch.zeros(self.n_edges)
+        for e in kept:
+            m[self.edge_index[e]] = 1.0
+        return m
+
+
+def edge_id(writer: str, reader: str, qkv: str | None = None) -> str:
+    return f"{writer}->{reader}" + (f"<{qkv}>" if qkv else "")
+
+
+@dataclass
+class Run:
+    """What one graph forward returns: logits, and (when asked) writer outputs and reader
+    inputs, both ``[n, batch, pos, d_model]`` in the graph's writer / reader order."""
+
+    logits: Tensor  # [batch, pos, d_vocab_out]
+    writer_out: Tensor | None = None
+    reader_in: list[Tensor] | None = None
+
+
+class GraphForward:
+    """The model's forward pass over its graph (see the module docstring)."""
+
+    def __init__(self, model: torch.nn.Module | ModelWeights, graph: Graph | None = None,
+                 causal: bool | None = None):
+        self.w = model if isinstance(model, ModelWeights) else extract_weights(model)
+        if graph is None:
+            graph = Graph(self.w.n_layers, self.w.n_heads, self.w.layers[0].w_in is not None)
+        self.graph = graph
+        if causal is None:
+            causal = getattr(getattr(model, "cfg", None), "attention_dir", "causal") != "bidirectional"
+        self.causal = causal
+        H, dh = self.w.n_heads, self.w.d_head
+        self._qkv_w = [{c: self.w.per_head(la, c) for c in QKV} for la in range(self.w.n_layers)]
+        self._qkv_b = [{c: getattr(self.w.layers[la], f"b_{c}").view(H, dh) for c in QKV}
+                       for la in range(self.w.n_layers)]
+        self._wo = [self.w.w_o_per_head(la) for la in range(self.w.n_layers)]
+
+    def embed(self, tokens: Tensor) -> Tensor:
+        return self.w.w_e[tokens] + self.w.w_pos[: tokens.shape[1]]
+
+    def writer_outputs(self, tokens: Tensor) -> Tensor:
+        """Every writer's output on unpatched prompts, ``[n_writers, batch, pos, d_model]``."""
+        return self.run(tokens, keep=True).writer_out  # type: ignore[return-value]
+
+    def run(
+        self,
+        tokens: Tensor | None = None,
+        *,
+        mask: Tensor | None = None,
+        ablated: Tensor | None = None,
+        input_embed: Tensor | None = None,
+        keep: bool = False,
+    ) -> Run:
+        """Forward over the graph.
+
+        ``mask``: ``[n_edges]`` or ``[V, n_edges]`` (1 = edge carries the live output, 0 =
+        the ablated one; fractional values interpolate). With ``V`` masks the prompts are
+        repeated ``V`` times, variant-major: output batch is ``V * batch``. ``ablated``:
+        ``[n_writers, batch or 1, pos, d_model]`` writer outputs used where the mask is 0
+        (needed whenever a mask is given). ``input_embed`` replaces the embedding of
+        ``tokens``. ``keep`` returns writer outputs and reader inputs (for gradients).
+        """
+        w, g = self.w, self.graph
+        x0 = self.embed(tokens) if input_embed is None else input_embed  # type: ignore[arg-type]
+        n, t, d = x0.shape
+        dense = None
+        n_var = 1
+        if mask is not None:
+            if ablated is None:
+                raise ValueError("a mask needs ablated writer outputs")
+            m = mask if mask.dim() == 2 else mask[None]
+            dense = g.dense(m.to(x0.dtype))  # [V, P, R]
+            n_var = m.shape[0]
+            x0 = x0.repeat(n_var, 1, 1)
+            abl = ablated.expand(-1, n, -1, -1)  # [P, n, t, d]
+            abl_cum = abl.cumsum(0)  # sum of the first p ablated writers, for each p
+            buf = x0.new_empty(len(g.writers), n_var * n, t, d)
+            buf[0] = x0
+        outs: list[Tensor] = [x0]
+        running = x0  # unmasked: the residual stream so far (without constant biases)
+        const = torch.zeros_like(x0[:1])
+        reader_in: list[Tensor] = []
+        r_next = 0
+
+        def gather(count: int) -> Tensor:
+            """Inputs of the next ``count`` readers, [count, V*n, t, d]."""
+            nonlocal r_next
+            p = len(outs)
+            if dense is None:
+                res = (running + const).unsqueeze(0).expand(count, -1, -1, -1)
+            else:
+                coef = dense[:, :p, r_next : r_next + count]  # [V, p, count]
+                live = buf[:p].view(p, n_var, n, t, d)
+                mixed = torch.einsum("vpr,pvntd->rvntd", coef, live)
+                mixed = mixed - torch.einsum("vpr,pntd->rvntd", coef, abl[:p])
+                res = (mixed + (abl_cum[p - 1] + const)[None, None]).reshape(count, n_var * n, t, d)
+            r_next += count
+            if keep:
+                reader_in.append(res)
+            return res
+
+        def emit(new: list[Tensor]) -> None:
+            nonlocal running
+            if dense is not None:
+                buf[len(outs) : len(outs) + len(new)] = torch.stack(new)
+            outs.extend(new)
+            if dense is None:
+                running = running + sum(new)
+
+        H = w.n_heads
+        for la in range(w.n_layers):
+            lw = w.layers[la]
+            proj = {}
+            for c in QKV:
+                x = norm(gather(H), lw.ln1, w.eps)  # [H, N, t, d]
+                proj[c] = torch.einsum("hntd,hdk->nhtk", x, self._qkv_w[la][c]) + \
+                    self._qkv_b[la][c][None, :, None, :]
+            scores = proj["q"] @ proj["k"].transpose(-1, -2) / lw.attn_scale
+            if self.causal:
+                allowed = torch.ones(t, t, dtype=torch.bool).tril()
+                scores = scores.masked_fill(~allowed, float("-inf"))
+            z = scores.softmax(-1) @ proj["v"]  # [N, H, t, dh]
+            emit(list(torch.einsum("nhtk,hkd->hntd", z, self._wo[la]).unbind(0)))
+            const = const + lw.b_o
+            if g.has_mlp:
+                x = norm(gather(1)[0], lw.ln2, w.eps)
+                hidden = x @ lw.w_in + lw.b_in
+                emit([w.act(hidden) @ lw.w_out + lw.b_out])
+        final = norm(gather(1)[0], w.ln_final, w.eps)
+        logits = final @ w.w_u
+        if w.b_u is not None:
+            logits = logits + w.b_u
+        return Run(logits, torch.stack(outs) if keep else None, reader_in if keep else None)
