@@ -36,7 +36,7 @@ METHODS: dict[str, dict[str, str]] = {
         "fails": "Scores edges one at a time, so effects that only appear when several edges are removed together "
                  "(backup heads, redundancy) are missed.",
     },
-    "acdc": {
+    "ACDC": {
         "slug": "acdc",
         "summary": "Automatic Circuit DisCovery (Conmy et al. 2023): walks the graph from the output backwards and "
                    "removes every edge whose removal changes the output by less than a threshold, keeping the "
@@ -44,14 +44,14 @@ METHODS: dict[str, dict[str, str]] = {
         "fails": "Greedy and order-dependent; the answer depends on the threshold, the metric (KL or a task metric) "
                  "and the ablation; costly on large graphs.",
     },
-    "eap": {
+    "EAP": {
         "slug": "eap",
         "summary": "Edge attribution patching (Syed et al. 2023): a first-order Taylor estimate of every edge's "
                    "effect from one clean forward pass, one ablated pass and one backward pass.",
         "fails": "Linear in the activations: wrong where the metric saturates or attention softmaxes switch, "
                  "and at zero gradient (for example a KL metric at the clean run).",
     },
-    "eap_ig": {
+    "EAP-IG": {
         "slug": "eap-ig",
         "summary": "EAP with integrated gradients (Hanna et al. 2024; the inputs variant MIB recommends): averages "
                    "the gradient along the path from the ablated to the clean inputs before multiplying by the "
