@@ -320,7 +320,10 @@ def _claims_message(verdicts: list[dict[str, Any]], evidence: str) -> str:
     failed = [v["id"] for v in verdicts if v["verdict"] == "fail"]
     missing = [v["id"] for v in verdicts if v["verdict"] == "missing"]
     passed = sum(v["verdict"] == "pass" for v in verdicts)
-    text = f"{LABELS.get(evidence, evidence)}: {passed}/{len(verdicts)} claims pass"
+    judged = [v for v in verdicts if v["verdict"] != "n/a"]
+    text = f"{LABELS.get(evidence, evidence)}: {passed}/{len(judged)} claims pass"
+    if len(judged) < len(verdicts):
+        text += f" ({len(verdicts) - len(judged)} with no criterion on this model)"
     if failed:
         text += f"; failed: {', '.join(failed)}"
     if missing:
