@@ -48,8 +48,9 @@ def _visible_rows(page: Page) -> list[dict[str, str]]:
 
 def test_home_filter_problem_paper_backlink(page: Page, base_url: str) -> None:
     page.goto(base_url + "/")
-    expect(page.locator(".mikb-count-card").first).to_contain_text("open problems")
-    page.locator(".mikb-count-card", has_text="open problems").click()
+    expect(page.locator(".mikb-count-card").first).to_contain_text("problems tracked")
+    expect(page.locator(".mikb-count-card").first).to_contain_text("still open")
+    page.locator(".mikb-count-card", has_text="problems tracked").click()
     page.wait_for_url("**/problems/")
     total = len(_visible_rows(page))
     assert total > 300

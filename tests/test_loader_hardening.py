@@ -179,8 +179,11 @@ def test_invalid_circuit_never_becomes_an_entry(kb_root: Path) -> None:
 def test_tricky_but_valid_entry_passes_check_and_builds(kb_root: Path) -> None:
     """Check passing must mean the strict site build works: the values the corpus refuses
     have valid neighbours (full-URL links, markup, Unicode, pipes) that must still build."""
-    text = edited(PROBLEM, "a zebra keyword.", "a zebra keyword | <b>bold</b> `code` [link](https://example.org/x#part) é ★.")
-    (kb_root / PROBLEM).write_text(text.replace("title: Explain positional attention in a toy model", "title: 'Explain | *this* <i>'"))
+    # Raw HTML is an error in entries (the sanitiser would drop it); its Markdown neighbours,
+    # comparisons ("a < b") and HTML inside code are valid and must build.
+    text = edited(PROBLEM, "a zebra keyword.",
+                  "a zebra keyword | **bold** `<b>code</b>` a < b [link](https://example.org/x#part) é ★.")
+    (kb_root / PROBLEM).write_text(text.replace("title: Explain positional attention in a toy model", "title: 'Explain | *this* > that'"))
     assert run_mikb(kb_root, "check", "--strict").returncode == 0
     write_mkdocs_config(kb_root)
     proc = run_mikb(kb_root, "build", timeout=120)

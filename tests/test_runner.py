@@ -264,3 +264,39 @@ def test_readme_reproduction_table_matches_committed_results() -> None:
     readme = (REPO / "README.md").read_text()
     assert current_block(readme) == reproduction_table(load_knowledge_base(REPO)).strip(), \
         "README's reproduction table is out of date: run `python -m mikb.reproduce.report README.md`"
+
+
+def test_rekey_only_when_script_and_run_fields_are_unchanged(kb_root: Path) -> None:
+    from mikb.reproduce.rekey import RekeyRefused, rekey
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=kb_root, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init")
+    git("add", "-A")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "entries")
+    assert _run(kb_root).status == "ok"
+    results_file = _results_dir(kb_root) / "results.json"
+    old = json.loads(results_file.read_text())
+    # What a result from before the key change looks like: whole-file entry hash, old cache key.
+    prov = old["provenance"]
+    prov["entry_sha256"] = "0" * 64
+    del prov["entry_run_sha256"]
+    prov["cache_key"] = "old"
+    results_file.write_text(json.dumps(old))
+    assert _run(kb_root, dry_run=True).status == "due"
+    rekey(kb_root, CIRCUIT, MODEL)
+    assert _run(kb_root, dry_run=True).status == "cached"
+    rekeyed = json.loads(results_file.read_text())
+    assert rekeyed["metrics"] == old["metrics"] and rekeyed["provenance"]["rekeyed"]["from_cache_key"] == "old"
+    with pytest.raises(RekeyRefused, match="already keyed"):
+        rekey(kb_root, CIRCUIT, MODEL)
+    # A changed script is never re-keyed.
+    prov = rekeyed["provenance"]
+    del prov["entry_run_sha256"]
+    results_file.write_text(json.dumps(rekeyed))
+    script = kb_root / "circuits_zoo" / CIRCUIT / "reproduce.py"
+    script.write_text(script.read_text() + "\n# changed\n")
+    with pytest.raises(RekeyRefused, match="script"):
+        rekey(kb_root, CIRCUIT, MODEL)

@@ -19,7 +19,9 @@ from mikb.loader import KnowledgeBase
 from mikb.site.safe_html import SAFE_SCHEMES, url_scheme
 from mikb.yaml_source import YamlDocument
 
-RAW_HTML = re.compile(r"<\s*/?\s*[A-Za-z][A-Za-z0-9-]*(?=[\s/>]|$)|<!--|<!\[CDATA\[|<\?", re.MULTILINE)
+# A tag starts right after '<' (as in HTML: "a < b" is text); code spans and fences are code.
+RAW_HTML = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?=[\s/>]|$)|<!--|<!\[CDATA\[|<\?", re.MULTILINE)
+CODE = re.compile(r"```.*?```|~~~.*?~~~|(`+)(?:(?!\1).)+?\1", re.DOTALL)
 INLINE_LINK = re.compile(r"\]\(\s*<?([^)\s>]*)")
 REFERENCE_DEFINITION = re.compile(r"^[ \t]{0,3}\[[^\]\n]+\]:[ \t]*<?(\S+)", re.MULTILINE)
 DANGEROUS_SCHEME_WORD = re.compile(r"\b(?:javascript|vbscript|livescript|data|file)\s*:", re.IGNORECASE)
@@ -93,7 +95,8 @@ def _check_string(doc: YamlDocument, source: str, path: tuple[Any, ...], value: 
                   "(it can make the text display differently from what it says)")
     if is_key:
         return
-    for match in RAW_HTML.finditer(value):
+    prose = CODE.sub(lambda m: " " * len(m.group()), value)  # same offsets, code blanked out
+    for match in RAW_HTML.finditer(prose):
         yield _at(doc, source, path, value, match.start(), False,
                   f"raw HTML is not allowed in entries (found '{_echo(match.group())}'): write Markdown instead")
     for pattern in (INLINE_LINK, REFERENCE_DEFINITION):
