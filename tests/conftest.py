@@ -77,3 +77,26 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         yield b
         b.close()
+
+
+def load_script(circuit_id: str):
+    """A circuit's reproduction script as a module (scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        f"repro_{circuit_id.replace('-', '_')}", REPO / "circuits_zoo" / circuit_id / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_quick(circuit_id: str, model_id: str, out_dir: Path):
+    """Run a script's quick mode in-process, as the runner's child would, and return its context."""
+    from mikb.reproduce import ReproContext
+
+    module = load_script(circuit_id)
+    ctx = ReproContext(circuit_id=circuit_id, model_id=model_id, seed=0, quick=True,
+                       params={**module.SPEC.params, **module.SPEC.quick_params},
+                       out_dir=out_dir, show_progress=False)
+    module.run(ctx)
+    return ctx

@@ -1,36 +1,21 @@
 """Run the three IOI-family reproduction scripts on the planted model (quick mode) and check they
 recover every planted role and meet the planted-model criteria written in their circuit.yaml."""
 
-import importlib.util
 import json
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_quick
 
 from mikb.lm.planted_ioi import ground_truth_components
-from mikb.reproduce import ModelUnavailable, ReproContext
+from mikb.reproduce import ModelUnavailable
 
 ZOO = Path(__file__).resolve().parents[1] / "circuits_zoo"
 CIRCUITS = ["ioi", "copy-suppression", "backup-name-movers"]
 
 
-def load_script(circuit_id: str):
-    spec = importlib.util.spec_from_file_location(
-        f"repro_{circuit_id.replace('-', '_')}", ZOO / circuit_id / "reproduce.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_quick(circuit_id: str, model_id: str, out_dir: Path) -> ReproContext:
-    module = load_script(circuit_id)
-    ctx = ReproContext(circuit_id=circuit_id, model_id=model_id, seed=0, quick=True,
-                       params={**module.SPEC.params, **module.SPEC.quick_params},
-                       out_dir=out_dir, show_progress=False)
-    module.run(ctx)
-    return ctx
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,16 @@ Only the code path is tested here: the stand-ins have no task ability, so number
 meaningless; they must exist, be finite and have the recorded shape.
 """
 
-import importlib.util
 import math
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_quick
 
 from mikb.lm import pretrained
-from mikb.reproduce import ModelUnavailable, ReproContext
+from mikb.reproduce import ModelUnavailable
 
 ZOO = Path(__file__).resolve().parents[1] / "circuits_zoo"
 # circuit id -> the pretrained model its script is exercised on
@@ -44,21 +44,6 @@ CIRCUIT_SHAPES = {"successor-heads": {"n_heads": 12, "d_model": 48},
                   "induction-gpt2-small": {"n_heads": 12, "d_model": 48}}
 
 
-def load_script(circuit_id: str):
-    spec = importlib.util.spec_from_file_location(
-        f"zoo_{circuit_id.replace('-', '_')}", ZOO / circuit_id / "reproduce.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_quick(circuit_id: str, model_id: str, out_dir: Path) -> ReproContext:
-    module = load_script(circuit_id)
-    ctx = ReproContext(circuit_id=circuit_id, model_id=model_id, seed=0, quick=True,
-                       params={**module.SPEC.params, **module.SPEC.quick_params},
-                       out_dir=out_dir, show_progress=False)
-    module.run(ctx)
-    return ctx
 
 
 def _finite(value) -> bool:
