@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from mikb.compiled.programs import COMPILER_BOS, MLP_EXACTNESS, PROGRAMS, Program
+from mikb.methods.graph import Graph
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 N_SAMPLES = 8
@@ -123,19 +124,9 @@ def ground_truth(craft: Any, model: Any, graph: Any) -> dict[str, Any]:
     edges = []
     for (reader, c), read in reads.items():
         for writer, wrote in writes.items():
-            if _slot(writer) < _slot(reader) and wrote & read:
+            if Graph.slot(writer) < Graph.slot(reader) and wrote & read:  # the graph's own forward order
                 edges.append(f"{writer}->{reader}" + (f"<{c}>" if c else ""))
     return {"components": components, "edges": sorted(edges)}
-
-
-def _slot(node: str) -> float:
-    """Half-layer order: input, then per layer its heads, then its MLP, then the logits."""
-    if node == "input":
-        return -1
-    if node == "logits":
-        return float("inf")
-    layer = int(node[1:].split(".")[0])
-    return 2 * layer + (1 if node.startswith("m") else 0)
 
 
 def _output_labels(model: Any) -> list[str]:
