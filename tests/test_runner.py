@@ -134,11 +134,12 @@ def test_stale_results_are_marked_on_the_page(kb_root: Path) -> None:
     # Prose and claims are judged at page-build time against the committed metrics: not stale,
     # and a tightened claim is re-judged from the same run.
     entry.write_text(entry.read_text().replace("task: Copy the previous token.", "task: Copy the previous token again.")
-                     .replace("      toy-2l: {min: 0.5}", "      toy-2l: {min: 0.99}"))
+                     .replace("      toy-2l: {min: 0.5}", "      toy-2l: {min: 0.99}")
+                     .replace("    metric: prev_score\n", "    metric: prev_score\n    unit: (attention weight)\n"))
     generate_site(kb_root)
     page = (kb_root / "site_src/circuits/toy-copy/index.md").read_text()
     assert "Stale results" not in page
-    assert "value ≥ 0.99" in page and "mikb-state-fail" in page
+    assert "value ≥ 0.99 (attention weight)" in page and "mikb-state-fail" in page  # criterion with its unit
     assert reproduce(load_knowledge_base(kb_root), CIRCUIT, dry_run=True).status == "cached"
     # What decides the run (models, script, outputs) does make the results stale.
     models = kb_root / "circuits_zoo/models.yaml"

@@ -127,7 +127,8 @@ def run(ctx: ReproContext) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.bar(labels, [change[h] for h in labels], color="tab:blue")
     ax.axhline(0, color="black", lw=0.6)
-    ax.set_ylabel("change of direct effect")
+    ax.set_xlabel("head (layer.head)")
+    ax.set_ylabel("change of direct effect (logits)")
     ax.set_title("Direct-effect change of later heads when name movers are mean-ablated",
                  fontsize=9)
     ax.tick_params(axis="x", rotation=60)

@@ -191,19 +191,22 @@ def _loss_with_zeroed_head(model, tokens: torch.Tensor, layer: int, head: int) -
 def _plot_heads(ctx: ReproContext, prev: torch.Tensor, ind: torch.Tensor, cache, best_ind: int) -> None:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.4))
+    fig, axes = plt.subplots(1, 2, figsize=(7.6, 2.8), constrained_layout=True)
     for ax, scores, title in ((axes[0], prev, "previous-token score"), (axes[1], ind, "induction score")):
-        im = ax.imshow(scores.numpy(), vmin=0, vmax=1, cmap="viridis", aspect="auto")
-        ax.set_yticks([0, 1], ["layer 0", "layer 1"])
+        im = ax.imshow(scores.numpy(), vmin=0, vmax=1, cmap="Blues", aspect="auto")
+        ax.set_yticks([0, 1], ["0", "1"])
+        ax.set_xticks(range(scores.shape[1]))
         ax.set_xlabel("head")
+        ax.set_ylabel("layer")
         ax.set_title(title, fontsize=9)
         for (i, j), v in _cells(scores):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="white" if v < 0.6 else "black")
-    fig.colorbar(im, ax=axes, shrink=0.8)
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v > 0.6 else "black")
+    fig.colorbar(im, ax=axes, shrink=0.8, label="score (attention weight, 0 to 1)")
     ctx.save_figure(fig, "head_scores", caption="Previous-token and induction scores of every head.")
     pattern = cache["blocks.1.attn.hook_pattern"][0, best_ind].numpy()
     fig, ax = plt.subplots(figsize=(4.2, 3.8))
-    ax.imshow(pattern, cmap="Blues", vmin=0, vmax=1)
+    im = ax.imshow(pattern, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="attention weight")
     ax.set_xlabel("key position")
     ax.set_ylabel("query position")
     ax.set_title(f"Attention of induction head 1.{best_ind} on a repeated sequence", fontsize=9)

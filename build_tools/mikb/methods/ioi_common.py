@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import textwrap
+
 import torch
 
 from mikb.data.ioi import IOIDataset, make_ioi_dataset
@@ -156,6 +158,6 @@ def heatmap(scores: torch.Tensor, title: str, label: str):
     im = ax.imshow(data, cmap="RdBu", vmin=-lim, vmax=lim)
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 60), fontsize=9)  # a long title would run over the colour bar
     fig.colorbar(im, ax=ax, label=label)
     return fig

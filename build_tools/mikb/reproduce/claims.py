@@ -71,8 +71,9 @@ def describe_criterion(claim: Claim, model_id: str) -> str:
     if bounds is None:
         return "no criterion for this model"
     low, high = bounds
+    unit = f" {claim.unit}" if claim.unit else ""
     if low is not None and high is not None:
-        return f"{low:g} ≤ value ≤ {high:g}"
+        return f"{low:g} ≤ value ≤ {high:g}{unit}"
     if low is not None:
-        return f"value ≥ {low:g}"
-    return f"value ≤ {high:g}"
+        return f"value ≥ {low:g}{unit}"
+    return f"value ≤ {high:g}{unit}"

@@ -142,7 +142,16 @@ class ReproContext:
         SVGs are written with a fixed hash salt and no date so that identical runs give
         identical bytes. Plotly figures are stored as JSON, not HTML, so the site can render
         them with the one plotly.js it ships (no CDN: the site must work offline).
+        A figure that breaks the site's figure rules (labels, one colour convention, legible
+        text that does not overlap; see :mod:`mikb.reproduce.figure_rules`) is refused, naming
+        each problem, so the script's quick run fails before the figure reaches a page.
         """
+        from mikb.reproduce.figure_rules import figure_problems
+
+        problems = figure_problems(fig)
+        if problems:
+            raise ValueError(f"figure {name!r} breaks the site's figure rules (mikb.reproduce.figure_rules):\n  - "
+                             + "\n  - ".join(problems))
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if hasattr(fig, "savefig"):
             import matplotlib

@@ -175,7 +175,8 @@ def _reproduced(ctx: SiteContext, c: Circuit, claim: Claim, model_id: str) -> st
     if not res.results:
         return state_badge(res.state)
     verdict = judge(claim, model_id, res.metrics)
-    value = "—" if verdict.value is None else esc(fmt_value(verdict.value))
+    unit = f" {esc(claim.unit)}" if claim.unit and isinstance(verdict.value, (int, float)) else ""
+    value = "—" if verdict.value is None else esc(fmt_value(verdict.value)) + unit
     stale = " " + state_badge("stale") if res.state == "stale" else ""
     return f"{value} {state_badge(verdict.verdict)}{stale}<br><small>{esc(verdict.criterion)}</small>"
 

@@ -150,7 +150,23 @@
       });
   }
 
+  // Phone cards: each cell learns its column's name (shown before it when the stylesheet turns
+  // a wide table into one card per row). Marked by attribute, not class, so Material's styling
+  // of plain tables (table:not([class])) still applies.
+  function labelCells(table) {
+    var head = table.tHead && table.tHead.rows[0];
+    if (!head || !table.tBodies.length) return;
+    var names = Array.prototype.map.call(head.cells, function (c) { return c.textContent.trim(); });
+    Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
+      Array.prototype.forEach.call(row.cells, function (cell, i) {
+        if (names[i]) cell.setAttribute("data-label", names[i]);
+      });
+    });
+    if (names.length >= 4) table.setAttribute("data-mikb-cards", "");
+  }
+
   function init() {
+    document.querySelectorAll(".md-typeset table:not(.mikb-problems)").forEach(labelCells);
     document.querySelectorAll(".mikb-filters").forEach(initFilters);
     document.querySelectorAll(".mikb-plotly[data-src]").forEach(initPlot);
     document.querySelectorAll(".mikb-diagram-wrap").forEach(initDiagramZoom);
