@@ -32,8 +32,8 @@ _TABLE_OVERFLOW = """
                        t.getBoundingClientRect().right - window.innerWidth),
     header: (t.querySelector('tr') || t).innerText.slice(0, 80),
   };
-}).filter(r => r.overflow > %d)
-""" % SLACK_PX
+}).filter(r => r.overflow > SLACK)
+""".replace("SLACK", str(SLACK_PX))
 
 
 def _pages(site: Path) -> list[str]:

@@ -117,7 +117,7 @@ def run(ctx: ReproContext) -> None:
     key_share = float(norms[[k - 1 for k in keys]].sum() / norms.sum())
     ctx.metric("embed_key_freq_norm_frac", key_share)
     ctx.note(
-        f"Seed {ctx.seed} found key frequencies {keys} (w = 2πk/{p}); they hold "
+        f"Seed {ctx.seed} found key frequencies {keys} (w = 2*pi*k/{p}); they hold "
         f"{key_share:.0%} of the embedding's squared norm outside the constant direction."
     )
     neuron_frac = _neuron_key_freq_fraction(cache["blocks.0.mlp.hook_post"][:, -1], p, keys)
@@ -253,6 +253,5 @@ def _figures(ctx, hist, pm, norms, keys, p, mem, peak, stop) -> None:
         pfig.add_trace(go.Scatter(x=steps, y=[ys[i] for i in idx], name=name, mode="lines"))
     pfig.add_trace(go.Scatter(x=pm.steps, y=pm.restricted_loss, name="restricted loss"))
     pfig.add_trace(go.Scatter(x=pm.steps, y=pm.excluded_loss, name="excluded loss"))
-    pfig.update_layout(xaxis_title="training step", yaxis_type="log", yaxis_title="cross-entropy loss (nats)",
-                       xaxis_exponentformat="none", yaxis_exponentformat="power", height=380)
+    pfig.update_layout(xaxis_title="step", yaxis_type="log", yaxis_title="loss", height=380)
     ctx.save_figure(pfig, "progress_measures", "Interactive loss curves and progress measures.")

@@ -8,10 +8,9 @@ record the paper's heads' scores next to the discovered ones and to evaluate the
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from typing import Any
-
-import textwrap
 
 import torch
 

@@ -51,7 +51,7 @@ def _matplotlib_problems(fig: Any) -> list[str]:
     renderer = fig.canvas.get_renderer()
     colorbar_axes = _colorbar_axes(fig)
     problems: list[str] = []
-    texts: list[tuple[str, Any, Any]] = []  # (description, axes, bbox)
+    texts: list[tuple[str, Any]] = []  # (description, bbox)
     for number, ax in enumerate(fig.axes):
         if not ax.get_visible() or not ax.axison:
             continue
@@ -68,7 +68,7 @@ def _matplotlib_problems(fig: Any) -> list[str]:
         for description, artist in _text_artists(ax):
             if artist.get_fontsize() < MIN_FONT_PT:
                 problems.append(f"{name}: {description} is {artist.get_fontsize():g} pt (at least {MIN_FONT_PT:g} pt)")
-            texts.append((f"{name} {description}", ax, artist.get_window_extent(renderer)))
+            texts.append((f"{name} {description}", artist.get_window_extent(renderer)))
         for annotation in ax.texts:  # cell values and notes: legible, may sit inside the plot
             if annotation.get_visible() and annotation.get_text().strip() and annotation.get_fontsize() < MIN_FONT_PT:
                 problems.append(f"{name}: text {annotation.get_text()[:20]!r} is {annotation.get_fontsize():g} pt "
@@ -146,10 +146,10 @@ def _text_artists(ax: Any) -> list[tuple[str, Any]]:
     return found
 
 
-def _overlaps(texts: list[tuple[str, Any, Any]]) -> list[str]:
+def _overlaps(texts: list[tuple[str, Any]]) -> list[str]:
     problems = []
-    for i, (name_a, ax_a, box_a) in enumerate(texts):
-        for name_b, ax_b, box_b in texts[i + 1:]:
+    for i, (name_a, box_a) in enumerate(texts):
+        for name_b, box_b in texts[i + 1:]:
             width = min(box_a.x1, box_b.x1) - max(box_a.x0, box_b.x0)
             height = min(box_a.y1, box_b.y1) - max(box_a.y0, box_b.y0)
             if width > _OVERLAP_TOLERANCE_PX and height > _OVERLAP_TOLERANCE_PX:

@@ -210,7 +210,8 @@ def _results_section(ctx: SiteContext, c: Circuit, model_id: str) -> list[str]:
     r = res.results
     prov = r.get("provenance", {}) if isinstance(r.get("provenance"), dict) else {}
     notes = [n for n in r.get("notes", []) if isinstance(n, str)]
-    lines += [f"- {inline(note)}" for note in notes]
+    # A script's notes are plain text, not Markdown: "2*pi*k" must not turn into emphasis.
+    lines += [f"- {esc(note)}" for note in notes]
     if notes:
         lines.append("")
     for fig in valid_figures(r, res.folder):

@@ -142,6 +142,11 @@
         return loadPlotly().then(function (Plotly) {
           var layout = spec.layout || {};
           layout.autosize = true;
+          // Plain number ticks: plotly's default SI prefixes print a loss of 0.0001 as "100μ".
+          ["xaxis", "yaxis"].forEach(function (name) {
+            var axis = layout[name] = layout[name] || {};
+            if (!axis.exponentformat) axis.exponentformat = axis.type === "log" ? "power" : "none";
+          });
           return Plotly.newPlot(div, spec.data || [], layout, { responsive: true, displaylogo: false });
         });
       })
