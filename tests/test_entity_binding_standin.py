@@ -121,3 +121,23 @@ def test_fails_fast_offline(tmp_path):
     with pytest.raises(ModelUnavailable, match="not in the local cache"):
         run_quick(CIRCUIT, MODEL, tmp_path)
     assert time.monotonic() - start < 60
+
+
+def test_prompt_layout_with_gpt2_bpe():
+    """Names, countries and the context end are found at the right tokens (offsets, not segment
+    encodings), and the answer token is the capital's continuation token."""
+    from conftest import load_script
+
+    script = load_script(CIRCUIT)
+    tok = pretrained.Tok(pretrained.gpt2_bpe_tokenizer())
+    pr = script.Prompts(tok)
+    assert len(pr.names) >= 8 and len(pr.countries) >= 8
+    ents, ctrs = pr.names[:2], pr.countries[:2]
+    ids, e_pos, c_pos, ctx_end = pr.build(ents, ctrs, 1)
+    assert [tok.decode([ids[i]]).strip() for i in e_pos] == ents
+    assert [tok.decode([ids[i]]).strip() for i in c_pos] == [c for c, _ in ctrs]
+    assert tok.decode([ids[ctx_end - 1]]) == "."
+    assert tok.decode(ids[ctx_end:]).endswith(f"{ents[1]} lives in the city of")
+    cap = ctrs[1][1]
+    first = tok.decode([pr.answer_token(ents, [c for c, _ in ctrs], 1, cap)]).strip()
+    assert first and cap.startswith(first)

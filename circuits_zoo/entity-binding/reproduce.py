@@ -45,34 +45,69 @@ SPEC = ScriptSpec(
 
 
 class Prompts:
-    """Two-statement prompts built segment by segment, so that every name's and country's token
-    position is known by construction whatever the tokenizer."""
+    """Two-statement prompts, tokenised as whole strings; each name's and country's token is found
+    from the tokenizer's character offsets. Why not segment by segment: SentencePiece (LLaMA)
+    and BPE (GPT-2) both attach the leading space to the word, and a word encoded on its own
+    can tokenise differently from the same word in running text."""
 
     def __init__(self, tok) -> None:
         self.tok = tok
-        self.names = [n for n in NAMES if tok.single(f" {n}") is not None]
-        pairs = [(c, cap) for c, cap in CAPITALS.items() if tok.single(f" {c}") is not None]
+        probe_c = next(iter(CAPITALS))
+        self.names = [n for n in NAMES if self._single([n, "Bob" if n != "Bob" else "Ann"],
+                                                       [probe_c, probe_c], 0, "names")]
+        usable = [c for c in CAPITALS if self._single(["Ann", "Bob"], [c, c], 0, "countries")]
         first = {}
-        for c, cap in pairs:  # capitals must differ in their first token
-            first.setdefault(tok.encode(f" {cap}")[0], (c, cap))
-        self.countries = list(first.values())
+        for c in usable:  # the capitals must differ in the token that follows "city of"
+            first.setdefault(self.answer_token(["Ann", "Bob"], [c, c], 0, CAPITALS[c]), c)
+        self.countries = [(c, CAPITALS[c]) for c in first.values()]
         if len(self.names) < 8 or len(self.countries) < 8:
             raise RuntimeError(f"the tokenizer splits too many names/countries: {len(self.names)} "
                                f"names, {len(self.countries)} countries are usable")
 
+    @staticmethod
+    def text(ents, countries, query: int) -> tuple[str, list[tuple[int, int]], list[tuple[int, int]], int]:
+        out, e_spans, c_spans = HEADER, [], []
+        for e, c in zip(ents, countries, strict=True):
+            out += " "
+            e_spans.append((len(out), len(out) + len(e)))
+            out += f"{e} lives in the capital city of "
+            c_spans.append((len(out), len(out) + len(c)))
+            out += f"{c}."
+        ctx_chars = len(out)
+        q = ents[query]
+        out += f"\n\nQuestion: Which city does {q} live in?\n\nAnswer: {q} lives in the city of"
+        return out, e_spans, c_spans, ctx_chars
+
+    def _encode(self, text: str):
+        enc = self.tok.hf(text, add_special_tokens=False, return_offsets_mapping=True)
+        return [self.tok.bos_id] + list(enc["input_ids"]), [(0, 0)] + list(enc["offset_mapping"])
+
+    @staticmethod
+    def _tokens_over(offsets, span) -> list[int]:
+        lo, hi = span
+        return [i for i, (s, e) in enumerate(offsets) if i > 0 and s < hi and e > lo]
+
+    def _single(self, ents, countries, query, which) -> bool:
+        text, e_spans, c_spans, _ = self.text(ents, countries, query)
+        _, offsets = self._encode(text)
+        spans = e_spans if which == "names" else c_spans
+        return len(self._tokens_over(offsets, spans[0])) == 1
+
+    def answer_token(self, ents, countries, query: int, capital: str) -> int:
+        text = self.text(ents, countries, query)[0]
+        ids, _ = self._encode(text)
+        with_answer, _ = self._encode(f"{text} {capital}")
+        if with_answer[:len(ids)] != ids:
+            raise RuntimeError("the answer changes the prompt's tokenisation")
+        return with_answer[len(ids)]
+
     def build(self, ents, ctrs, query: int):
-        tok = self.tok
-        ids = [tok.bos_id] + tok.encode(HEADER)
-        e_pos, c_pos = [], []
-        for e, (c, _) in zip(ents, ctrs, strict=True):
-            e_pos.append(len(ids))
-            ids += [tok.single(f" {e}")] + tok.encode(" lives in the capital city of")
-            c_pos.append(len(ids))
-            ids += [tok.single(f" {c}")] + tok.encode(".")
-        ctx_end = len(ids)
-        q = [tok.single(f" {ents[query]}")]
-        ids += tok.encode("\n\nQuestion: Which city does") + q + tok.encode(" live in?\n\nAnswer:")
-        ids += q + tok.encode(" lives in the city of")
+        """Token ids, the names' and countries' positions, and where the context ends."""
+        text, e_spans, c_spans, ctx_chars = self.text(ents, [c for c, _ in ctrs], query)
+        ids, offsets = self._encode(text)
+        e_pos = [self._tokens_over(offsets, sp)[0] for sp in e_spans]
+        c_pos = [self._tokens_over(offsets, sp)[0] for sp in c_spans]
+        ctx_end = next(i for i, (s, _) in enumerate(offsets) if i > 0 and s >= ctx_chars)
         return ids, e_pos, c_pos, ctx_end
 
     def sample(self, rng: random.Random, names, countries, n: int):
@@ -83,6 +118,15 @@ def stack(rows):
     if len({len(r) for r in rows}) != 1:
         raise ValueError("prompts must tokenise to one length")
     return torch.tensor(rows, dtype=torch.long)
+
+
+def layout(built):
+    """The names' and countries' positions and the context end, shared by all ``built`` prompts."""
+    shapes = {(tuple(b[1]), tuple(b[2]), b[3]) for b in built}
+    if len(shapes) != 1:
+        raise ValueError(f"prompts place names/countries at different positions: {sorted(shapes)}")
+    e_pos, c_pos, ctx_end = shapes.pop()
+    return list(e_pos), list(c_pos), ctx_end
 
 
 def run(ctx: ReproContext) -> None:
@@ -107,11 +151,10 @@ def run(ctx: ReproContext) -> None:
         chunk = samples[first:first + bs]
         built = [pr.build(e, c, 0) for e, c in chunk]
         flipped = [pr.build(e[::-1], c[::-1], 0) for e, c in chunk]
-        ctx_end, n = built[0][3], len(chunk)
+        (e0, e1), (c0, c1), ctx_end = layout(built + flipped)
+        n = len(chunk)
         both = context_resid(model, stack([b[0] for b in built + flipped]), ctx_end)
         r, rf = both[:, :n], both[:, n:]
-        e1, c1 = built[0][1][1], built[0][2][1]
-        e0, c0 = flipped[0][1][0], flipped[0][2][0]
         part_e = torch.stack([(r[:, :, e1 + w] - rf[:, :, e0 + w]).sum(1)
                               for w in range(NAME_WIDTH)], 1)
         part_c = torch.stack([(r[:, :, c1 + w] - rf[:, :, c0 + w]).sum(1)
@@ -134,9 +177,10 @@ def run(ctx: ReproContext) -> None:
         chunk = tests[first:first + bs]
         n = len(chunk)
         by_query = [[pr.build(e, c, query) for e, c in chunk] for query in (0, 1)]
-        e_pos, c_pos, ctx_end = by_query[0][0][1], by_query[0][0][2], by_query[0][0][3]
+        e_pos, c_pos, ctx_end = layout(by_query[0] + by_query[1])
         clean = context_resid(model, stack([b[0] for b in by_query[0]]), ctx_end)
-        caps = torch.tensor([[lm.tok.encode(f" {cap}")[0] for _, cap in c] for _, c in chunk])
+        caps = torch.tensor([[pr.answer_token(e, [x for x, _ in c], 0, cap) for _, cap in c]
+                             for e, c in chunk])
         edits = {}
         for name, (ve, vc, _) in conditions.items():
             edit = torch.zeros_like(clean)
