@@ -32,7 +32,7 @@ def test_every_page_kind_exists(built: Path) -> None:
                 "circuits/toy-copy/index.html", "papers/index.html", "papers/doe2022toys/index.html",
                 "models/toy-2l/index.html", "explore/index.html", "tags/index.html", "schemas/index.html",
                 "data/entries.json", "data/graph.json", "data/graph.graphml", "schemas/problem.schema.json",
-                "search/search_index.json", "assets/mikb.js", "assets/graph.js"]:
+                "search/search_index.json", "assets/mikb.js", "assets/graph.js", "assets/edges.js"]:
         assert (built / rel).is_file(), rel
 
 

@@ -16,7 +16,7 @@ from mikb.entries import Circuit, Claim
 from mikb.evidence import LABELS, METHOD_CHECK, evidence_of
 from mikb.graph import component_node, node_id
 from mikb.reproduce.claims import judge
-from mikb.results_files import publishable_files, valid_figures
+from mikb.results_files import contained_file, publishable_files, valid_figures
 from mikb.site.context import SiteContext
 from mikb.site.diagram import circuit_svg
 from mikb.site.md import admonition, cell, component_anchor, esc, fmt_value, front_matter, rel_url, state_badge, status_badge
@@ -226,6 +226,7 @@ def _results_section(ctx: SiteContext, c: Circuit, model_id: str) -> list[str]:
             lines.append(f'<figure class="mikb-figure"><img src="{esc(path)}" alt="{esc(caption)}"{dims} loading="lazy">'
                          f"<figcaption>{esc(caption)} — {esc(model_id)} ({esc(kind)}), seed {esc(prov.get('seed', '?'))}</figcaption></figure>\n")
     metrics = r.get("metrics", {}) if isinstance(r.get("metrics"), dict) else {}
+    lines += _edge_graph(res.folder, base, model_id, metrics)
     lines += _found_vs_truth(metrics)
     claimed = {cl.metric for cl in c.claims}
     extra = {k: v for k, v in metrics.items() if k not in claimed and not isinstance(v, (list, dict))}
@@ -236,6 +237,31 @@ def _results_section(ctx: SiteContext, c: Circuit, model_id: str) -> list[str]:
         lines.append("")
     lines += _provenance(prov, kind, f"{base}/results.json", command, r)
     return lines
+
+
+EDGE_SCORES_FILE = "edge_scores.json"
+
+
+def _edge_graph(folder, base: str, model_id: str, metrics: dict) -> list[str]:
+    """The interactive graph of the run's edge scores (edges.js draws it from the published
+    edge_scores.json), with node roles taken from the components the script discovered."""
+    if folder is None or contained_file(folder, EDGE_SCORES_FILE) is None:
+        return []
+    roles: dict[str, str] = {}
+    found = metrics.get(FOUND_METRIC)
+    if isinstance(found, dict):
+        for role, heads in sorted(found.items()):
+            for head in heads if isinstance(heads, list) else []:
+                match = re.fullmatch(r"(\d+)\.(\d+)", str(head))
+                if match:
+                    roles.setdefault(f"a{match.group(1)}.h{match.group(2)}", str(role))
+    src = f"{base}/{EDGE_SCORES_FILE}"
+    return [f'<div class="mikb-edges" data-src="{esc(src)}" data-state="edges-{esc(model_id)}" '
+            f'data-roles="{esc(json.dumps(roles, sort_keys=True))}">Interactive edge scores need JavaScript; '
+            f'<a href="{esc(src)}">the scores as JSON</a>.</div>\n',
+            f'<p class="mikb-caption">Edge scores of this run (MIB edge-score format), drawn interactively: width grows '
+            f'with |score|, blue above zero, red below, dashed where the edge is outside the circuit; the threshold is kept '
+            f'in the address, so the view can be shared (<a href="{esc(src)}">data</a>).</p>\n']
 
 
 def svg_size(path) -> tuple[int, int] | None:

@@ -27,7 +27,7 @@ from mikb.site.papers import write_model_pages, write_paper_pages
 from mikb.site.problems import write_problem_pages
 from mikb.site.writer import SiteWriter
 
-ASSETS = ("mikb.js", "mikb.css", "graph.js")
+ASSETS = ("mikb.js", "mikb.css", "graph.js", "edges.js")
 HOME_INTRO_FILE = "_home.md"
 
 
