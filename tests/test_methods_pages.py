@@ -34,3 +34,8 @@ def test_leaderboard_ranks_methods_and_links_runs(kb_root: Path, tmp_path: Path)
     assert "| [ACDC](acdc/index.md) | zero | 1 | 0.950 | 0.700 | 0.200 |" in index
     acdc = (out / "methods/acdc/index.md").read_text()
     assert "Where it fails" in acdc and "metric: KL" in acdc
+    circuit = (out / "circuits/toy-copy/index.md").read_text()
+    assert "## Discovery methods that recover it" in circuit
+    # columns in name order: the hostile method (no finite AUC), ACDC, EAP
+    assert "| toy-2l | — | 0.950 | 0.800 | [leaderboard](../../methods/tasks/toy-2l/index.md) |" in circuit
+    assert "<script>" not in circuit

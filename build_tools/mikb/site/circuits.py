@@ -19,7 +19,18 @@ from mikb.reproduce.claims import judge
 from mikb.results_files import contained_file, publishable_files, valid_figures
 from mikb.site.context import SiteContext
 from mikb.site.diagram import circuit_svg
-from mikb.site.md import admonition, cell, component_anchor, esc, fmt_value, front_matter, rel_url, state_badge, status_badge
+from mikb.site.md import (
+    admonition,
+    cell,
+    component_anchor,
+    esc,
+    fmt_value,
+    front_matter,
+    rel_url,
+    state_badge,
+    status_badge,
+)
+from mikb.site.methods import circuit_methods_section
 from mikb.site.safe_html import block, code, inline, pre
 from mikb.site.writer import SiteWriter
 
@@ -111,6 +122,7 @@ def _circuit(ctx: SiteContext, c: Circuit) -> str:
                          f"{esc(e.input or '—')} | {inline(e.description or '')} |")
         lines.append("")
     lines += _claims_table(ctx, page, c)
+    lines += circuit_methods_section(ctx, page, c)
     lines.append("## Reproductions\n")
     for model_id in c.models:
         lines += _results_section(ctx, c, model_id)

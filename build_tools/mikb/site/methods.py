@@ -194,3 +194,27 @@ def _task(ctx: SiteContext, model_id: str, rows: list[Row]) -> str:
                          f"| [{esc(r.circuit.name)}]({run}) |")
         lines.append("")
     return "\n".join(lines)
+
+
+def circuit_methods_section(ctx: SiteContext, page: str, circuit: Circuit) -> list[str]:
+    """On a circuit's page: which discovery methods were scored on its models, how well each
+    recovered the model's circuit (best AUC over ablations), and the leaderboard per model."""
+    rows = [r for r in leaderboard_rows(ctx) if r.circuit.id == circuit.id]
+    if not rows:
+        return []
+    lines = ["## Discovery methods that recover it\n",
+             "Each method ranked the model's edges without being told the circuit; the score is how well that "
+             "ranking recovers the known circuit (ROC AUC, best over the ablations tried; 1 is perfect, 0.5 is chance).\n",
+             "| Model | " + " | ".join(f"[{esc(m)}]({rel_link(page, method_page(m))})" for m in sorted({r.method for r in rows}))
+             + " | Leaderboard |"]
+    methods = sorted({r.method for r in rows})
+    lines.append("|---|" + "---|" * len(methods) + "---|")
+    for model_id in sorted({r.model_id for r in rows}):
+        best = []
+        for method in methods:
+            aucs = [a for r in rows if r.model_id == model_id and r.method == method if (a := r.number("auc")) is not None]
+            best.append(_fmt(max(aucs)) if aucs else "—")
+        lines.append(f"| {esc(model_id)} | " + " | ".join(best) + f" | [leaderboard]({rel_link(page, task_page(model_id))}) |")
+    lines.append("")
+    return lines
+

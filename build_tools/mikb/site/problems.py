@@ -8,7 +8,16 @@ from collections import Counter
 from mikb.entries import Problem
 from mikb.graph import incoming, node_id, related_problems
 from mikb.site.context import SiteContext
-from mikb.site.md import STATUS_LABELS, admonition, cell, esc, front_matter, rel_link, rel_url, status_badge
+from mikb.site.md import (
+    STATUS_LABELS,
+    admonition,
+    cell,
+    esc,
+    front_matter,
+    rel_link,
+    rel_url,
+    status_badge,
+)
 from mikb.site.safe_html import block, code, inline, link
 from mikb.site.writer import SiteWriter
 
