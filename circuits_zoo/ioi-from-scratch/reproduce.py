@@ -316,7 +316,7 @@ def _figures(ctx, res, dla, to_logits, to_q, att) -> None:
         fig.colorbar(im, ax=ax, label=label)
     ctx.save_figure(fig, "head_effects", caption="Per head: direct logit attribution at END, "
                     "path patching of its path to the logits, and of its path into the "
-                    "discovered name movers' queries (ABC-corrupted sender; white = no 
+                    "discovered name movers' queries (ABC-corrupted sender; white = no "
                     "effect or no possible path).")
 
     fig, axes = plt.subplots(1, len(att), figsize=(12, 2.6), constrained_layout=True)
