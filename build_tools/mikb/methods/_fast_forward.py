@@ -109,7 +109,7 @@ def _attn_scale(bridge_attn: torch.nn.Module, d_head: int) -> float:
     raise NotImplementedError(f"cannot read the attention scale of {type(inner).__name__}")
 
 
-def _check_supported(model: torch.nn.Module) -> None:
+def _check_supported(model: torch.nn.Module, bidirectional_ok: bool = False) -> None:
     cfg = model.cfg
     problems = []
     if getattr(cfg, "n_key_value_heads", None) not in (None, cfg.n_heads):
@@ -124,19 +124,70 @@ def _check_supported(model: torch.nn.Module) -> None:
         problems.append("logit soft-cap")
     if getattr(cfg, "parallel_attn_mlp", False):
         problems.append("parallel attention/MLP")
+    if (getattr(cfg, "attention_dir", None) or "causal") != "causal" and not bidirectional_ok:
+        problems.append(f"{cfg.attention_dir} attention (the fast forward is causal)")
+    if str(getattr(cfg, "act_fn", "") or "").lower().endswith("_ln"):
+        problems.append(f"activation {cfg.act_fn} (a LayerNorm inside the MLP)")
+    hf_cfg = getattr(getattr(model, "original_model", None), "config", None)
+    kinds = [str(a).lower() for a in (getattr(cfg, "attn_types", None) or getattr(hf_cfg, "attention_layers", None) or [])]
+    if "local" in kinds or getattr(hf_cfg, "sliding_window", None):
+        problems.append("local (sliding-window) attention")
+    # Hooks on hook points are what users (and TransformerLens's helpers) attach; the bridge's
+    # own capture hooks on its wrapped modules are part of its plumbing and change nothing.
+    from transformer_lens.hook_points import HookPoint
+
+    hooked = [name for name, module in model.named_modules()
+              if isinstance(module, HookPoint) and (module._forward_hooks or module._forward_pre_hooks)]
+    if hooked:
+        problems.append(f"hooks attached to the model ({', '.join(hooked[:3])}{', ...' if len(hooked) > 3 else ''}): "
+                        "a hook changes what the model computes and the fast forward would ignore it; "
+                        "remove it (model.reset_hooks(including_permanent=True)) or patch with hooks")
     if problems:
-        raise NotImplementedError("fast patching does not support: " + ", ".join(problems))
+        raise NotImplementedError("fast patching does not support: " + "; ".join(problems))
 
 
-def extract_weights(model: torch.nn.Module) -> ModelWeights:
+def _verify_against_model(model: torch.nn.Module, w: ModelWeights) -> None:
+    """Run the fast forward and the model itself on a short probe and refuse if they differ.
+
+    The flag checks above list what is known to differ; this catches what they miss (a
+    wrapped module computing something the weights alone do not say), so an unsupported
+    model is refused instead of patched silently wrong. Two prompts that differ from the
+    first token on, so position and token effects both show.
+    """
+    n_ctx = int(getattr(model.cfg, "n_ctx", 8) or 8)
+    vocab = int(w.w_e.shape[0])
+    t = max(2, min(8, n_ctx))
+    tokens = (torch.arange(2 * t, device=w.w_e.device).reshape(2, t) * 7 + 1) % vocab
+    with torch.no_grad():
+        theirs = model(tokens)
+        theirs = getattr(theirs, "logits", theirs)
+        final = run_with_cache(w, tokens).resid_pre[-1]
+        ours = norm(final, w.ln_final, w.eps) @ w.w_u
+        if w.b_u is not None:
+            ours = ours + w.b_u
+    if not isinstance(theirs, Tensor) or theirs.shape != ours.shape:
+        raise NotImplementedError("fast patching could not compare its forward with the model's (unexpected output)")
+    gap = float((ours - theirs.to(ours.dtype)).abs().max())
+    scale = max(1.0, float(theirs.abs().max()))
+    if not gap <= 1e-3 * scale:
+        raise NotImplementedError(f"the fast forward does not reproduce this model's logits (largest difference {gap:.3g}); "
+                                  "some feature of the model is unsupported, so fast patching refuses it")
+
+
+def extract_weights(model: torch.nn.Module, *, bidirectional_ok: bool = False) -> ModelWeights:
     """Read a bridge's weights (native or HF GPT-2) into a :class:`ModelWeights` (no copies
     where the bridge's properties are views).
+
+    ``bidirectional_ok`` lets a caller that computes attention itself (the discovery graph)
+    read a bidirectional model; the causal fast forward here refuses one. Every other
+    unsupported feature is refused by name, and what no flag names is caught by running this
+    forward against the model's own on a short probe.
 
     The attention and MLP matrices come from the bridge's TransformerLens-convention
     properties (``W_Q`` ``[n_heads, d_model, d_head]`` etc.), which the bridge defines for both
     sources; norms and the activation come from the wrapped modules.
     """
-    _check_supported(model)
+    _check_supported(model, bidirectional_ok)
     cfg = model.cfg
     n_heads, d_head = int(cfg.n_heads), int(cfg.d_head)
     attn_only = bool(getattr(cfg, "attn_only", False))
@@ -173,7 +224,7 @@ def extract_weights(model: torch.nn.Module) -> ModelWeights:
                 )
             )
         b_u = getattr(model, "b_U", None)
-        return ModelWeights(
+        weights = ModelWeights(
             layers=tuple(layers),
             ln_final=_ln_params(model.ln_final, "ln_final"),
             w_u=model.W_U.detach(),
@@ -185,6 +236,11 @@ def extract_weights(model: torch.nn.Module) -> ModelWeights:
             eps=float(cfg.eps),
             act=act if act is not None else F.gelu,
         )
+    if (getattr(cfg, "attention_dir", None) or "causal") == "causal":
+        # A bidirectional model is read only for a caller with its own attention (the
+        # discovery graph, held to TransformerLens in its tests); this forward is causal.
+        _verify_against_model(model, weights)
+    return weights
 
 
 # -- the metric's view of the logits ------------------------------------------------------------
@@ -275,7 +331,8 @@ def attend(
     start, t = prefix[0].shape[2], q.shape[2]
     keys = torch.cat([prefix[0], k], dim=2)
     values = torch.cat([prefix[1], v], dim=2)
-    allowed = torch.arange(start + t)[None, :] <= (torch.arange(t)[:, None] + start)
+    positions = torch.arange(start + t, device=q.device)  # on q's device: CUDA runs need no CPU mask
+    allowed = positions[None, :] <= (positions[:t, None] + start)
     return F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed, scale=scale)
 
 
