@@ -81,8 +81,8 @@ def run(ctx: ReproContext) -> None:
     mx = test.max(1).values
     on_max = (attn * (test == mx[:, None])).sum(-1)
     ctx.metric("attention_on_max_mean", on_max.mean())
-    ctx.metric("attention_on_max_fraction_top", float((attn.argmax(-1) == (test == mx[:, None]).double().argmax(-1))
-                                                     .double().mean()))
+    top = test[torch.arange(test.shape[0]), attn.argmax(-1)]
+    ctx.metric("most_attended_is_max_fraction", float((top == mx).double().mean()))
     _circuits(ctx, pt, v, k)
     _ablations(ctx, pt, test)
     if p["brute_force"]:
