@@ -26,7 +26,7 @@ SPEC = ScriptSpec(
     models=("brackets-3l-causal",),
     params={"max_len": 20, "n_train": 20000, "n_test": 3000, "steps": 4000, "batch": 128, "lr": 2e-3,
             "weight_decay": 0.01, "warmup_steps": 100, "eval_every": 100},
-    quick_params={"n_train": 6000, "n_test": 1500, "steps": 1200},
+    quick_params={"n_train": 5000, "n_test": 1200, "steps": 1000},
     timeout_s=2700,
     description="Train a 3-layer, 2-head causal transformer to classify balanced brackets; find its elevation and negative-prefix circuits.",
 )
@@ -146,44 +146,82 @@ def _analyse(ctx: ReproContext, bridge, tokens, labels, ends, cats, cache) -> No
             neg_ratio[layer, h] = (mass / share).mean()
     ctx.metric("head_attention_to_negative_prefix_ratio", neg_ratio)
 
-    # 4. Ablations: mean-ablate each head (its z) and each MLP, accuracy per failure kind.
+    # 4. Causal tests. A component is "patched" by replacing its output at [end] with its mean
+    # over balanced strings: it then tells the rest of the model "nothing wrong here".
+    cand = [(layer, h) for layer in range(1, n_layers) for h in range(n_heads)]
+    neg_heads = [lh for lh in cand if neg_ratio[lh] >= 2.0] or [max(cand, key=lambda lh: float(neg_ratio[lh]))]
+    bal = torch.tensor([c == "balanced" for c in cats])
     base = _category_accuracy(bridge, tokens, labels, ends, cats, [])
-    abl = {}
-    for layer in range(n_layers):
-        z = cache[f"blocks.{layer}.attn.hook_z"]
-        for h in range(n_heads):
-            mean = z[:, :, h][real].mean(0)
-            abl[f"{layer}.{h}"] = _category_accuracy(bridge, tokens, labels, ends, cats,
-                                                     [(f"blocks.{layer}.attn.hook_z", _mean_head(h, mean))])
-        m = cache[f"blocks.{layer}.hook_mlp_out"][real].mean(0)
-        abl[f"mlp{layer}"] = _category_accuracy(bridge, tokens, labels, ends, cats,
-                                                [(f"blocks.{layer}.hook_mlp_out", _mean_all(m))])
-    ctx.metric("ablation_accuracy", abl)
     ctx.metric("baseline_category_accuracy", base)
-    # The head whose ablation hurts negative-failure detection most, and how much it spares
-    # elevation-failure detection.
-    heads = [f"{layer}.{h}" for layer in range(1, n_layers) for h in range(n_heads)]
-    neg_head = min(heads, key=lambda k: abl[k]["negative_only"])
-    ctx.metric("negative_detector_head", neg_head)
-    li, hi = (int(x) for x in neg_head.split("."))
-    ctx.metric("negative_detector_attention_ratio", neg_ratio[li, hi])
-    ctx.metric("negative_detector_ablation_negative_only_drop", base["negative_only"] - abl[neg_head]["negative_only"])
-    ctx.metric("negative_detector_ablation_elevation_only_drop", base["elevation_only"] - abl[neg_head]["elevation_only"])
-    ctx.metric("negative_detector_ablation_balanced_drop", base["balanced"] - abl[neg_head]["balanced"])
-    ctx.metric("negative_detector_selectivity", (base["negative_only"] - abl[neg_head]["negative_only"])
-               - (base["elevation_only"] - abl[neg_head]["elevation_only"]))
-    ch = f"{count_head[0]}.{count_head[1]}"
-    ctx.metric("counting_head_ablation_elevation_only_drop", base["elevation_only"] - abl[ch]["elevation_only"])
-    ctx.metric("counting_head_ablation_mean_drop", sum(base[c] - abl[ch][c] for c in CATEGORIES) / len(CATEGORIES))
-    ctx.note(f"This seed's circuit: head {ch} attends almost uniformly (mean total-variation distance from uniform "
-             f"{float(uniform_tv[count_head]):.2f}) and its output predicts the running fraction of '(' with R^2 "
-             f"{float(frac_r2[count_head]):.3f}. 'This prefix is negative' is linearly readable (probe accuracy "
-             f"{probe_acc[1]:.3f}, {probe_acc[2]:.3f}, {probe_acc[3]:.3f} after layers 0, 1, 2; base rate "
-             f"{float(neg.double().mean()):.2f}). Head {neg_head} carries it to [end]: ablating it drops accuracy on "
-             f"negative-only failures from {base['negative_only']:.2f} to {abl[neg_head]['negative_only']:.2f}, on "
-             f"elevation-only failures from {base['elevation_only']:.2f} to {abl[neg_head]['elevation_only']:.2f}.")
-    _dla(ctx, bridge, tokens, ends, cats, cache)
-    _plot_mechanism(ctx, uniform_tv, frac_r2, neg_ratio, abl, base, cache, tokens, ends, count_head)
+    ctx.metric("negative_detector_heads", [f"{layer}.{h}" for layer, h in neg_heads])
+    ctx.metric("negative_detector_attention_ratio", min(float(neg_ratio[lh]) for lh in neg_heads))
+    patched_neg = _category_accuracy(bridge, tokens, labels, ends, cats, _end_patch(
+        [(f"blocks.{layer}.attn.hook_z", h) for layer, h in neg_heads], cache, ends, bal))
+    ctx.metric("negative_heads_patched_accuracy", patched_neg)
+    neg_drop = base["negative_only"] - patched_neg["negative_only"]
+    elev_drop = base["elevation_only"] - patched_neg["elevation_only"]
+    ctx.metric("negative_heads_patch_negative_only_drop", neg_drop)
+    ctx.metric("negative_heads_patch_elevation_only_drop", elev_drop)
+    ctx.metric("negative_detector_selectivity", neg_drop - elev_drop)
+    mlp_patch = {}
+    for layer in range(n_layers):
+        acc = _category_accuracy(bridge, tokens, labels, ends, cats,
+                                 _end_patch([(f"blocks.{layer}.hook_mlp_out", None)], cache, ends, bal))
+        mlp_patch[f"mlp{layer}"] = acc
+    ctx.metric("mlp_patched_accuracy", mlp_patch)
+    # The count check: the MLP whose patch at [end] loses elevation-only failures while
+    # sparing negative-only ones (the most selective one).
+    sel = {k: (base["elevation_only"] - a["elevation_only"]) - (base["negative_only"] - a["negative_only"])
+           for k, a in mlp_patch.items()}
+    elev_mlp = max(sel, key=sel.get)
+    ctx.metric("elevation_check_mlp", elev_mlp)
+    ctx.metric("elevation_check_mlp_selectivity", sel[elev_mlp])
+    ctx.metric("elevation_check_mlp_elevation_only_drop", base["elevation_only"] - mlp_patch[elev_mlp]["elevation_only"])
+    # Counting heads: every layer-0 head whose output carries the open fraction (R^2 >= 0.9);
+    # mean-ablating all of them (at every position) removes the count.
+    counting = [h for h in range(n_heads) if frac_r2[0, h] >= 0.9] or [int(frac_r2[0].argmax())]
+    ctx.metric("counting_heads", [f"0.{h}" for h in counting])
+    z0 = cache["blocks.0.attn.hook_z"]
+    abl = _category_accuracy(bridge, tokens, labels, ends, cats,
+                             [("blocks.0.attn.hook_z", _mean_heads(counting, z0[real].mean(0)))])
+    ctx.metric("counting_heads_ablated_accuracy", abl)
+    ctx.metric("counting_heads_ablation_mean_drop", sum(base[c] - abl[c] for c in CATEGORIES) / len(CATEGORIES))
+    ctx.metric("counting_heads_ablation_elevation_only_drop", base["elevation_only"] - abl["elevation_only"])
+    heads = ", ".join(f"{layer}.{h}" for layer, h in neg_heads)
+    ctx.note(f"This seed's circuit: layer-0 head(s) {', '.join(f'0.{h}' for h in counting)} attend almost uniformly "
+             f"(best: {count_head[0]}.{count_head[1]}, total-variation distance from uniform "
+             f"{float(uniform_tv[count_head]):.2f}, R^2 {float(frac_r2[count_head]):.3f} against the running fraction of "
+             f"'('). 'This prefix is negative' is linearly readable after layer 0 (probe accuracy {probe_acc[1]:.3f}; "
+             f"{probe_acc[0]:.3f} from the embeddings alone, base rate {float(neg.double().mean()):.2f}). Head(s) {heads} "
+             f"attend from [end] to the negative positions (at least {min(float(neg_ratio[lh]) for lh in neg_heads):.1f}x "
+             f"their share); patching them with their balanced-string mean drops accuracy on negative-only failures "
+             f"from {base['negative_only']:.2f} to {patched_neg['negative_only']:.2f} but on elevation-only failures "
+             f"only from {base['elevation_only']:.2f} to {patched_neg['elevation_only']:.2f}. The count check runs "
+             f"through {elev_mlp}: patching it at [end] drops elevation-only accuracy to "
+             f"{mlp_patch[elev_mlp]['elevation_only']:.2f} (negative-only: {mlp_patch[elev_mlp]['negative_only']:.2f}).")
+    dla = _dla(ctx, bridge, tokens, ends, cats, cache)
+    _plot_mechanism(ctx, dla, cache, tokens, ends, count_head)
+    _plot_failure_modes(ctx, base, patched_neg, mlp_patch[elev_mlp], heads, elev_mlp)
+
+
+def _end_patch(spec, cache, ends, ref_mask):
+    """Hooks that set each named activation (a head of hook_z, or a whole hook) at the [end]
+    position to its mean over the reference strings' [end] positions."""
+    rows = torch.arange(ends.shape[0])
+    hooks = []
+    for name, head in spec:
+        ref = cache[name][rows, ends][ref_mask].mean(0)
+
+        def hook(x, hook, head=head, ref=ref):  # noqa: ANN001 - TransformerLens hook signature
+            x = x.clone()
+            if head is None:
+                x[rows, ends] = ref
+            else:
+                x[rows, ends, head] = ref[head]
+            return x
+
+        hooks.append((name, hook))
+    return hooks
 
 
 def _probe_accuracy(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -192,7 +230,7 @@ def _probe_accuracy(x: torch.Tensor, y: torch.Tensor) -> float:
     x = (x - x.mean(0)) / x.std(0).clamp(min=1e-6)
     w = torch.zeros(x.shape[1], requires_grad=True)
     b = torch.zeros((), requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS([w, b], max_iter=100, line_search_fn="strong_wolfe")
     yf = y.double().float()
 
     def closure():
@@ -206,18 +244,12 @@ def _probe_accuracy(x: torch.Tensor, y: torch.Tensor) -> float:
         return float(((x @ w + b > 0).long() == y).double().mean())
 
 
-def _mean_head(h: int, mean: torch.Tensor):
+def _mean_heads(heads: list[int], mean: torch.Tensor):
     def hook(z, hook):  # noqa: ANN001 - TransformerLens hook signature
         z = z.clone()
-        z[:, :, h] = mean
+        for h in heads:
+            z[:, :, h] = mean[h]
         return z
-
-    return hook
-
-
-def _mean_all(mean: torch.Tensor):
-    def hook(x, hook):  # noqa: ANN001
-        return mean.expand_as(x).clone()
 
     return hook
 
@@ -249,6 +281,7 @@ def _dla(ctx: ReproContext, bridge, tokens, ends, cats, cache) -> None:
             out[f"{layer}.{h}"] = {c: float(per_head[torch.tensor([x == c for x in cats]), h].mean()) for c in CATEGORIES}
         out[f"mlp{layer}"] = {c: float(mlp[torch.tensor([x == c for x in cats])].mean()) for c in CATEGORIES}
     ctx.metric("direct_logit_attribution_unbalanced", out)
+    return out
 
 
 def _plot_training(ctx: ReproContext, curve: dict) -> None:
@@ -271,26 +304,25 @@ def _plot_training(ctx: ReproContext, curve: dict) -> None:
     ctx.save_figure(fig, "training", caption="Accuracy and cross-entropy on the fixed test set during training.")
 
 
-def _plot_mechanism(ctx, uniform_tv, frac_r2, neg_ratio, abl, base, cache, tokens, ends, count_head) -> None:
+def _plot_mechanism(ctx, dla, cache, tokens, ends, count_head) -> None:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.2), constrained_layout=True)
-    comps = [f"{layer}.{h}" for layer in range(3) for h in range(2)] + ["mlp0", "mlp1", "mlp2"]
-    drops = torch.tensor([[base[c] - abl[k][c] for c in CATEGORIES] for k in comps])
-    lim = max(float(drops.abs().max()), 1e-6)
-    im = axes[0].imshow(drops.T.numpy(), cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    fig, axes = plt.subplots(1, 2, figsize=(8.8, 3.3), constrained_layout=True)
+    comps = list(dla)
+    grid = torch.tensor([[dla[k][c] for c in CATEGORIES] for k in comps])
+    lim = max(float(grid.abs().max()), 1e-6)
+    im = axes[0].imshow(grid.T.numpy(), cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
     axes[0].set_xticks(range(len(comps)), comps, rotation=45, fontsize=7)
     axes[0].set_yticks(range(len(CATEGORIES)), [c.replace("_", " ") for c in CATEGORIES], fontsize=7)
-    axes[0].set_xlabel("mean-ablated component (layer.head or MLP)")
+    axes[0].set_xlabel("component at [end] (layer.head or MLP)")
     axes[0].set_ylabel("test category")
-    axes[0].set_title("Accuracy change when ablated\n(red = accuracy lost)", fontsize=9)
-    fig.colorbar(im, ax=axes[0], shrink=0.85, label="accuracy change (fraction)")
-    # Counting head's attention from [end] on one example.
+    axes[0].set_title("Direct logit attribution\n(blue = pushes towards 'unbalanced')", fontsize=9)
+    fig.colorbar(im, ax=axes[0], shrink=0.85, label="logit difference (unbalanced - balanced)")
     li, hi = count_head
     i = int(torch.argmax(ends))
     n = int(ends[i]) + 1
     pat = cache[f"blocks.{li}.attn.hook_pattern"][i, hi, :n, :n].numpy()
-    im = axes[1].imshow(pat, cmap="Blues", vmin=0, vmax=max(float(pat[1:].max()), 1e-6) if False else 1, aspect="auto")
+    im = axes[1].imshow(pat, cmap="Blues", vmin=0, vmax=1, aspect="auto")
     labels = ["S"] + ["(" if int(t) == OPEN else ")" if int(t) == CLOSE else "E" if int(t) == END else "?"
                       for t in tokens[i, 1:n]]
     axes[1].set_xticks(range(n), labels, fontsize=7)
@@ -299,6 +331,26 @@ def _plot_mechanism(ctx, uniform_tv, frac_r2, neg_ratio, abl, base, cache, token
     axes[1].set_ylabel("query token")
     axes[1].set_title(f"Counting head {li}.{hi}: attention pattern", fontsize=9)
     fig.colorbar(im, ax=axes[1], shrink=0.85, label="attention weight")
-    ctx.save_figure(fig, "mechanism", caption="Left: accuracy change per test category when each head or MLP is "
-                    "mean-ablated; the two failure kinds depend on different components. Right: the counting head "
-                    "spreads its attention evenly over the prefix, so its output is the fraction of '('.")
+    ctx.save_figure(fig, "mechanism", caption="Left: each head's and MLP's direct contribution at [end] to the "
+                    "unbalanced-minus-balanced logit, averaged per kind of string. Right: the counting head spreads "
+                    "its attention evenly over the prefix (S = [start], E = [end]), so its output is the fraction of '('.")
+
+
+def _plot_failure_modes(ctx, base, patched_neg, patched_mlp, heads: str, mlp: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    width = 0.27
+    for j, (acc, label) in enumerate(((base, "trained model"), (patched_neg, f"negative head(s) {heads} patched"),
+                                      (patched_mlp, f"{mlp} patched"))):
+        ax.bar([i + (j - 1) * width for i in range(len(CATEGORIES))], [acc[c] for c in CATEGORIES], width, label=label)
+    ax.set_xticks(range(len(CATEGORIES)), [c.replace("_", " ") for c in CATEGORIES], fontsize=8)
+    ax.set_xlabel("kind of test string")
+    ax.set_ylabel("accuracy (fraction)")
+    ax.set_ylim(0, 1.05)
+    ax.legend(frameon=False, fontsize=7, loc="lower left")
+    ax.set_title("Two failure modes, two paths: patching at [end] with balanced-string means", fontsize=9)
+    fig.tight_layout()
+    ctx.save_figure(fig, "failure_modes", caption="Accuracy per kind of string after patching, at [end], the "
+                    "negative-detector head(s) or the count-check MLP with their mean over balanced strings. Each "
+                    "patch removes the detection of one failure mode and leaves the other.")
