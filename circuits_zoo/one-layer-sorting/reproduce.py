@@ -124,7 +124,18 @@ def _head_scores(ctx: ReproContext, model, cache, tokens: torch.Tensor, task: So
     ctx.metric("suppressing_component", names[suppressor])
     ctx.metric("suppressing_component_written_number_logit", dla_current[suppressor])
     ctx.metric("written_number_total_logit", total_current)
-    ctx.metric("discovered_components", [names[copy_head], names[suppressor]])
+    found = [names[copy_head]] + ([names[suppressor]] if dla_current[suppressor] < 0 else [])
+    ctx.metric("discovered_components", found)
+    # Vocabulary splitting: how differently the heads share the answer across ranges of numbers
+    # (0 = every head contributes equally everywhere, 1 = each range is handled by one head).
+    n_bins = 4
+    bins = (tgt * n_bins // task.n_numbers)[later]
+    per_bin = torch.stack([torch.stack([on_target[:, h][later][bins == b].mean() for b in range(n_bins)])
+                           for h in range(n_heads)])  # [H, bins]
+    ctx.metric("dla_answer_by_head_and_number_bin", per_bin)
+    clipped = per_bin.clamp_min(0)
+    ctx.metric("vocab_split_index", ((clipped.max(0).values - clipped.min(0).values)
+                                     / clipped.sum(0).clamp_min(1e-9)).mean().item())
     kind = "a head with a negative OV diagonal" if ov_neg[neg_head] >= 0.5 else "no head with a negative OV diagonal"
     ctx.note(
         f"Copying head {names[copy_head]}: from each output position it puts {to_target[:, copy_head].mean():.2f} "

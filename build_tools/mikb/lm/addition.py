@@ -141,7 +141,7 @@ def train_adder(task: AddTask, cfg: LeanConfig, *, steps: int, batch: int, optim
         hist.steps.append(step)
         hist.loss.append(add_loss(task, logits, eval_tokens).item())
         hist.digit_acc.append(right.mean(0).tolist())
-        hist.exact_acc.append(right.all(-1).mean().item())
+        hist.exact_acc.append(right.all(-1).float().mean().item())
         return False
 
     train(params, trainable(cfg, params), loss_fn, steps, optim, eval_every, on_eval, progress=progress)
