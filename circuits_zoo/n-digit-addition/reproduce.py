@@ -18,7 +18,7 @@ from mikb.reproduce import ReproContext, ScriptSpec
 
 SPEC = ScriptSpec(
     models=("add-1l-4digit",),
-    params={"n_digits": 4, "n_heads": 3, "d_model": 72, "d_mlp": 288, "steps": 3000, "batch": 256, "lr": 3e-3,
+    params={"n_digits": 4, "n_heads": 3, "d_model": 96, "d_mlp": 384, "steps": 3000, "batch": 256, "lr": 1e-3,
             "weight_decay": 0.1, "betas": [0.9, 0.98], "sum9_frac": 0.2, "enrich_every": 5, "eval_every": 100,
             "n_eval": 20000, "n_eval_cascade": 10000, "attend_threshold": 0.25},
     quick_params={"steps": 700, "n_eval": 4000, "n_eval_cascade": 4000},
