@@ -44,6 +44,7 @@ def run(ctx: ReproContext) -> None:
     gen = torch.Generator().manual_seed(ctx.seed)
     ev = mc.sample_markov(int(p["eval_batch"]), int(p["seq"]), k, torch.Generator().manual_seed(10_000 + ctx.seed))
     refs = mc.estimator_losses(ev, k)
+    ev_refs = mc.references(ev, k)
     curve: dict[str, list[float]] = {"step": [], "truth": [], "unigram": [], "bigram": []}
     snap_every = max(1, int(p["steps"]) // int(p["n_snapshots"]))
     snapshots: list[tuple[int, dict]] = []
@@ -59,7 +60,7 @@ def run(ctx: ReproContext) -> None:
             snapshots.append((step, state_copy(prm)))
         if step % int(p["eval_every"]) and not last:
             return
-        s = mc.kl_summary(forward(cfg, prm, ev.tokens).log_softmax(-1), ev, k)
+        s = mc.kl_summary(forward(cfg, prm, ev.tokens).log_softmax(-1), ev_refs)
         curve["step"].append(step)
         for name in ("truth", "unigram", "bigram"):
             curve[name].append(s[name])
@@ -76,7 +77,7 @@ def run(ctx: ReproContext) -> None:
         lean = forward(cfg, params, ev.tokens)
         ctx.metric("bridge_lean_max_abs_diff", (model(ev.tokens) - lean).abs().max().item())
     best_prev, best_ind = _head_metrics(ctx, model, ev)
-    _ablation_metrics(ctx, model, ev, best_prev, best_ind, refs)
+    _ablation_metrics(ctx, model, ev, ev_refs, best_prev, best_ind, refs)
     traj = _head_trajectory(cfg, snapshots, ev, best_prev, best_ind, ctx.seed)
     ctx.save_json("curves.json", {"curve": curve, "estimators": refs, "head_trajectory": traj})
     _plot_phases(ctx, curve, refs, traj)
@@ -158,23 +159,23 @@ def _zero_head(head: int):
     return hook
 
 
-def _ablated_kl(model, ev: mc.MarkovBatch, k: int, hooks: list) -> dict[str, float]:
+def _ablated_kl(model, ev: mc.MarkovBatch, ev_refs: dict, hooks: list) -> dict[str, float]:
     with torch.no_grad():
         with model.hooks(fwd_hooks=hooks):
             logits = model(ev.tokens)
-    return mc.kl_summary(logits.log_softmax(-1), ev, k)
+    return mc.kl_summary(logits.log_softmax(-1), ev_refs)
 
 
-def _ablation_metrics(ctx: ReproContext, model, ev: mc.MarkovBatch, best_prev: int, best_ind: int, refs: dict) -> None:
-    k = int(ctx.params["k"])
-    base = _ablated_kl(model, ev, k, [])
+def _ablation_metrics(ctx: ReproContext, model, ev: mc.MarkovBatch, ev_refs: dict, best_prev: int, best_ind: int,
+                      refs: dict) -> None:
+    base = _ablated_kl(model, ev, ev_refs, [])
     cases = {
         "prev_head": [("blocks.0.attn.hook_z", _zero_head(best_prev))],
         "induction_head": [("blocks.1.attn.hook_z", _zero_head(best_ind))],
     }
     gap = refs["unigram"] - base["truth"]
     for name, hooks in cases.items():
-        s = _ablated_kl(model, ev, k, hooks)
+        s = _ablated_kl(model, ev, ev_refs, hooks)
         ctx.metric(f"ablate_{name}_kl_to_truth", s["truth"])
         ctx.metric(f"ablate_{name}_kl_to_unigram", s["unigram"])
         ctx.metric(f"ablate_{name}_kl_to_bigram", s["bigram"])

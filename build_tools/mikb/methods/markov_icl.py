@@ -88,12 +88,16 @@ def kl(p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     return (p * (p.clamp_min(1e-30).log() - log_q)).sum(-1)
 
 
-def kl_summary(log_q: torch.Tensor, b: MarkovBatch, k: int, start: int = 0) -> dict[str, float]:
-    """Mean KL (nats) over sequences and positions ``>= start`` from the truth and from each
-    estimator to the model with log-probabilities ``log_q`` ``[batch, seq, k]``."""
+def references(b: MarkovBatch, k: int) -> dict[str, torch.Tensor]:
+    """The truth and the two estimators at every position (computed once per evaluation set)."""
+    return {"truth": true_next(b), "unigram": unigram_estimate(b.tokens, k), "bigram": bigram_estimate(b.tokens, k)}
+
+
+def kl_summary(log_q: torch.Tensor, refs: dict[str, torch.Tensor], start: int = 0) -> dict[str, float]:
+    """Mean KL (nats) over sequences and positions ``>= start`` from each reference in
+    ``refs`` (see :func:`references`) to the model with log-probabilities ``log_q``
+    ``[batch, seq, k]``."""
     sl = slice(start, None)
-    refs = {"truth": true_next(b), "unigram": unigram_estimate(b.tokens, k),
-            "bigram": bigram_estimate(b.tokens, k)}
     return {name: float(kl(p[:, sl], log_q[:, sl]).mean()) for name, p in refs.items()}
 
 
