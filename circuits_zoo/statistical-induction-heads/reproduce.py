@@ -22,9 +22,9 @@ from mikb.reproduce import ReproContext, ScriptSpec
 
 SPEC = ScriptSpec(
     models=("markov-attn-only-2l",),
-    params={"k": 3, "seq": 100, "n_heads": 2, "d_model": 32, "steps": 3000, "batch": 64, "lr": 1e-3,
-            "betas": [0.9, 0.95], "init_std": 0.02, "eval_every": 25, "eval_batch": 256, "n_snapshots": 24},
-    quick_params={"steps": 1200, "eval_every": 40, "eval_batch": 128, "n_snapshots": 10},
+    params={"k": 3, "seq": 100, "n_heads": 2, "d_model": 32, "steps": 3000, "batch": 64, "lr": 3e-3,
+            "betas": [0.9, 0.95], "init_std": 0.1, "eval_every": 25, "eval_batch": 256, "n_snapshots": 24},
+    quick_params={"steps": 1500, "eval_every": 50, "eval_batch": 128, "n_snapshots": 10},
     timeout_s=2400,
     description="Train a 2-layer attention-only transformer on in-context Markov chains; find its statistical induction head.",
 )
