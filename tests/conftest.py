@@ -100,3 +100,25 @@ def run_quick(circuit_id: str, model_id: str, out_dir: Path):
                        out_dir=out_dir, show_progress=False)
     module.run(ctx)
     return ctx
+
+
+def quick_through_runner(tmp_root: Path, circuit_id: str, model_id: str) -> dict:
+    """Run a circuit's --quick mode through the real runner (child process, provenance,
+    publishing) on a scratch copy of its entry, and return the published results.json. The
+    committed full results are never touched: quick results go to results/<model>.quick/."""
+    import json
+    import shutil
+
+    from mikb.loader import load_knowledge_base
+    from mikb.reproduce.runner import reproduce
+
+    root = tmp_root / "repo"
+    (root / "circuits_zoo").mkdir(parents=True)
+    shutil.copyfile(REPO / "circuits_zoo/models.yaml", root / "circuits_zoo/models.yaml")
+    shutil.copytree(REPO / "circuits_zoo" / circuit_id, root / "circuits_zoo" / circuit_id,
+                    ignore=shutil.ignore_patterns("results"))
+    outcome = reproduce(load_knowledge_base(root), circuit_id, model_id, quick=True, show_progress=False)
+    assert outcome.status == "ok", outcome.message
+    assert outcome.folder == root / "circuits_zoo" / circuit_id / "results" / f"{model_id}.quick"
+    return json.loads((outcome.folder / "results.json").read_text())
+

@@ -5,14 +5,8 @@ feed their queries (found, not given)."""
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import pytest
-from conftest import REPO
-
-from mikb.loader import load_knowledge_base
-from mikb.reproduce.runner import reproduce
+from conftest import quick_through_runner
 
 pytestmark = pytest.mark.slow
 
@@ -21,15 +15,7 @@ CIRCUIT, MODEL = "ioi-from-scratch", "ioi-trained-small"
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("repo")
-    (root / "circuits_zoo").mkdir()
-    shutil.copyfile(REPO / "circuits_zoo/models.yaml", root / "circuits_zoo/models.yaml")
-    shutil.copytree(REPO / "circuits_zoo" / CIRCUIT, root / "circuits_zoo" / CIRCUIT,
-                    ignore=shutil.ignore_patterns("results"))
-    outcome = reproduce(load_knowledge_base(root), CIRCUIT, MODEL, quick=True, show_progress=False)
-    assert outcome.status == "ok", outcome.message
-    assert outcome.folder == root / "circuits_zoo" / CIRCUIT / "results" / f"{MODEL}.quick"
-    return json.loads((outcome.folder / "results.json").read_text())
+    return quick_through_runner(tmp_path_factory.mktemp("repo"), CIRCUIT, MODEL)
 
 
 def test_model_solves_ioi_on_held_out_pairs(results: dict) -> None:

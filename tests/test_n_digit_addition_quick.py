@@ -3,14 +3,8 @@ model must learn base add, its heads must read digit pairs, and the carry split 
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import pytest
-from conftest import REPO
-
-from mikb.loader import load_knowledge_base
-from mikb.reproduce.runner import reproduce
+from conftest import quick_through_runner
 
 pytestmark = pytest.mark.slow
 
@@ -19,15 +13,7 @@ CIRCUIT, MODEL = "n-digit-addition", "add-1l-4digit"
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("addition") / "repo"
-    (root / "circuits_zoo").mkdir(parents=True)
-    shutil.copyfile(REPO / "circuits_zoo/models.yaml", root / "circuits_zoo/models.yaml")
-    shutil.copytree(REPO / "circuits_zoo" / CIRCUIT, root / "circuits_zoo" / CIRCUIT,
-                    ignore=shutil.ignore_patterns("results"))
-    outcome = reproduce(load_knowledge_base(root), CIRCUIT, MODEL, quick=True, show_progress=False)
-    assert outcome.status == "ok", outcome.message
-    assert outcome.folder == root / "circuits_zoo" / CIRCUIT / "results" / f"{MODEL}.quick"
-    return json.loads((outcome.folder / "results.json").read_text())
+    return quick_through_runner(tmp_path_factory.mktemp("addition"), CIRCUIT, MODEL)
 
 
 def test_model_learns_base_add(results: dict) -> None:

@@ -4,34 +4,16 @@ even in CI-sized runs."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-
-from mikb.loader import load_knowledge_base
-from mikb.reproduce.runner import reproduce
+from conftest import quick_through_runner
 
 pytestmark = pytest.mark.slow
 
 
-def _scratch(tmp_path: Path, circuit: str) -> Path:
-    root = tmp_path / "repo"
-    (root / "circuits_zoo").mkdir(parents=True)
-    shutil.copyfile(REPO / "circuits_zoo/models.yaml", root / "circuits_zoo/models.yaml")
-    shutil.copytree(REPO / "circuits_zoo" / circuit, root / "circuits_zoo" / circuit,
-                    ignore=shutil.ignore_patterns("results"))
-    return root
-
-
 def _quick(tmp_path: Path, circuit: str, model: str) -> dict:
-    root = _scratch(tmp_path, circuit)
-    outcome = reproduce(load_knowledge_base(root), circuit, model, quick=True, show_progress=False)
-    assert outcome.status == "ok", outcome.message
-    assert outcome.folder == root / "circuits_zoo" / circuit / "results" / f"{model}.quick"  # never the full results
-    return json.loads((outcome.folder / "results.json").read_text())
+    return quick_through_runner(tmp_path, circuit, model)
 
 
 def test_induction_heads_form_in_a_quick_run(tmp_path: Path) -> None:
