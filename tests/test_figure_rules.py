@@ -72,7 +72,9 @@ def test_crowded_tick_labels_and_small_text_are_refused() -> None:
     ax.set_xlabel("head")
     ax.set_ylabel("effect")
     ax.text(0, 1, "0.25", fontsize=5)
+    ax.legend(["effect"], fontsize=6)
     problems = figure_problems(fig)
+    assert any("legend entry 'effect' is 6 pt" in p for p in problems)
     assert any("overlaps" in p and "x tick label" in p for p in problems)
     assert any("'0.25' is 5 pt" in p for p in problems)
 

@@ -16,8 +16,8 @@ The rules:
 - one colour convention on every page: signed quantities use ``RdBu`` centred on zero (red
   below zero, blue above, white at zero); non-negative quantities use ``Blues`` starting at
   zero (fractions, attention and probabilities from 0 to 1); no other colour map;
-- tick labels, axis labels and titles are at least 7 pt, and no two of them overlap, within a
-  panel or across panels.
+- tick labels, axis labels, titles, legend entries and annotations are at least 7 pt, and no
+  two labels or titles overlap, within a panel or across panels.
 
 Plotly figures (the site's interactive plots) need axis titles and plain number ticks (no SI
 prefixes: "100μ" reads as a unit, not as 0.0001).
@@ -69,6 +69,11 @@ def _matplotlib_problems(fig: Any) -> list[str]:
             if artist.get_fontsize() < MIN_FONT_PT:
                 problems.append(f"{name}: {description} is {artist.get_fontsize():g} pt (at least {MIN_FONT_PT:g} pt)")
             texts.append((f"{name} {description}", artist.get_window_extent(renderer)))
+        legend = ax.get_legend()
+        for entry in legend.get_texts() if legend is not None else []:
+            if entry.get_visible() and entry.get_fontsize() < MIN_FONT_PT:
+                problems.append(f"{name}: legend entry {entry.get_text()[:20]!r} is {entry.get_fontsize():g} pt "
+                                f"(at least {MIN_FONT_PT:g} pt)")
         for annotation in ax.texts:  # cell values and notes: legible, may sit inside the plot
             if annotation.get_visible() and annotation.get_text().strip() and annotation.get_fontsize() < MIN_FONT_PT:
                 problems.append(f"{name}: text {annotation.get_text()[:20]!r} is {annotation.get_fontsize():g} pt "
