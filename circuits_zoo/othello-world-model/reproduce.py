@@ -39,7 +39,7 @@ SPEC = ScriptSpec(
         "train_games": 20000,
         "eval_games": 600,
         "probe_games": 1200,
-        "steps": 3000,
+        "steps": 4500,
         "batch": 64,
         "lr": 3e-3,
         "weight_decay": 0.01,
@@ -52,7 +52,7 @@ SPEC = ScriptSpec(
     },
     # CI-sized: a shorter run on fewer games; the model is far from perfect but the
     # relative (mine/theirs) probe already beats the colour probe.
-    quick_params={"train_games": 4000, "steps": 250, "eval_games": 300, "probe_games": 400,
+    quick_params={"train_games": 4000, "steps": 500, "eval_games": 300, "probe_games": 400,
                   "probe_positions": 4000, "edit_cases": 150, "eval_every": 50},
     timeout_s=2400,
     description="Train a small Othello-GPT (6x6); mine/theirs vs black/white linear probes; probe-direction edits.",
@@ -154,6 +154,8 @@ def run(ctx: ReproContext) -> None:
     ctx.metric("probe_acc_colour_occupied_best", max(acc["colour_occ"]))
     ctx.metric("relative_minus_colour_occupied_best", acc["relative_occ"][best] - max(acc["colour_occ"]))
     ctx.metric("probe_acc_untrained_relative_occupied_best", max(acc["untrained_relative_occ"]))
+    ctx.metric("relative_gain_over_untrained_occupied_best",
+               acc["relative_occ"][best] - max(acc["untrained_relative_occ"]))
 
     # --- edits along the mine/theirs directions ------------------------------------------
     cases = _edit_cases(probe_g, half, int(prm["edit_cases"]), np.random.default_rng(ctx.seed + 15))
@@ -171,41 +173,69 @@ def run(ctx: ReproContext) -> None:
     base_old = topk_sets(base, legal_old.sum(-1)).eq(legal_old).all(-1).float().mean().item()
     ctx.metric("edit_baseline_match_edited_board", base_new)
     ctx.metric("edit_baseline_match_original_board", base_old)
+    base_sc = _edit_scores(base, base, legal_new, legal_old)
+    ctx.metric("edit_baseline_mean_errors", base_sc["errors"])
     gen = torch.Generator().manual_seed(ctx.seed + 16)
-    per_layer, per_layer_rand, per_layer_err = [], [], []
     edit_layers = list(range(1, cfg.n_layers))  # resid_pre of blocks 1..L-1: inside the model
+    sc = {"probe": [], "random": []}
     for li in edit_layers:
         x = resid[li][g_idx, t_idx]
         delta = flip_edit(probes[li], x, sq, scale=float(prm["edit_scale"]))
         rand = torch.randn(delta.shape, generator=gen)
         rand = rand / rand.norm(dim=-1, keepdim=True) * delta.norm(dim=-1, keepdim=True)
-        res = []
-        for dv in (delta, rand):
-            edited = _run_edited(bridge, tokens, hooks[li], t_idx, dv)
-            top = topk_sets(edited, k_new)
-            res.append((top.eq(legal_new).all(-1).float().mean().item(),
-                        (top & ~legal_new).sum(-1).float().mean().item()))
-        per_layer.append(res[0][0])
-        per_layer_err.append(res[0][1])
-        per_layer_rand.append(res[1][0])
-        ctx.log(f"edit at {hooks[li]}: top-k matches edited board {res[0][0]:.3f} "
-                f"(random direction {res[1][0]:.3f}; unedited {base_new:.3f})")
+        for name, dv in (("probe", delta), ("random", rand)):
+            sc[name].append(_edit_scores(_run_edited(bridge, tokens, hooks[li], t_idx, dv), base, legal_new, legal_old))
+        p_, r_ = sc["probe"][-1], sc["random"][-1]
+        ctx.log(f"edit at {hooks[li]}: top-k = edited legal moves {p_['set_match']:.3f} (random {r_['set_match']:.3f}, "
+                f"unedited {base_new:.3f}); errors {p_['errors']:.2f} (random {r_['errors']:.2f}, unedited "
+                f"{base_sc['errors']:.2f}); changed squares moved the right way {p_['direction']:.3f} "
+                f"(random {r_['direction']:.3f})")
     ctx.metric("edit_layers", [hooks[li] for li in edit_layers])
-    ctx.metric("edit_success_per_layer", per_layer)
-    ctx.metric("edit_random_direction_success_per_layer", per_layer_rand)
-    ctx.metric("edit_mean_errors_per_layer", per_layer_err)
+    for key, label in (("set_match", "success"), ("errors", "mean_errors"), ("direction", "direction_acc")):
+        ctx.metric(f"edit_{label}_per_layer", [v[key] for v in sc["probe"]])
+        ctx.metric(f"edit_random_{label}_per_layer", [v[key] for v in sc["random"]])
+    per_layer = [v["set_match"] for v in sc["probe"]]
+    per_layer_rand = [v["set_match"] for v in sc["random"]]
     mid = cfg.n_layers // 2
     j = edit_layers.index(mid)
+    pm, rm = sc["probe"][j], sc["random"][j]
     ctx.metric("edit_layer_middle", hooks[mid])
-    ctx.metric("edit_success_middle", per_layer[j])
-    ctx.metric("edit_random_direction_success_middle", per_layer_rand[j])
-    ctx.metric("edit_success_gain_middle", per_layer[j] - base_new)
+    ctx.metric("edit_success_middle", pm["set_match"])
+    ctx.metric("edit_random_direction_success_middle", rm["set_match"])
+    ctx.metric("edit_success_gain_middle", pm["set_match"] - base_new)
+    ctx.metric("edit_success_over_random_middle", pm["set_match"] - rm["set_match"])
+    ctx.metric("edit_mean_errors_middle", pm["errors"])
+    ctx.metric("edit_random_mean_errors_middle", rm["errors"])
+    ctx.metric("edit_error_reduction_middle", 1 - pm["errors"] / max(base_sc["errors"], 1e-9))
+    ctx.metric("edit_direction_acc_middle", pm["direction"])
+    ctx.metric("edit_random_direction_acc_middle", rm["direction"])
     ctx.metric("edit_success_best", max(per_layer))
+
+    # Li et al.'s protocol: the same edit at the middle layer and again at every later one.
+    rel_sq = torch.from_numpy(probe_g.relative_boards()[cases["game"], cases["t"], cases["square"]]).float()
+    target = rel_sq  # mine (+1) becomes theirs (margin > 0), theirs (-1) becomes mine
+    onward = {}
+    for name in ("probe", "random"):
+        edited = _run_edited_onward(bridge, tokens, hooks, probes, range(mid, cfg.n_layers), t_idx, sq, target,
+                                    float(prm["edit_scale"]), random_gen=None if name == "probe" else
+                                    torch.Generator().manual_seed(ctx.seed + 17))
+        onward[name] = _edit_scores(edited, base, legal_new, legal_old)
+    po, ro = onward["probe"], onward["random"]
+    ctx.metric("edit_onward_success", po["set_match"])
+    ctx.metric("edit_onward_random_success", ro["set_match"])
+    ctx.metric("edit_onward_mean_errors", po["errors"])
+    ctx.metric("edit_onward_random_mean_errors", ro["errors"])
+    ctx.metric("edit_onward_error_reduction", 1 - po["errors"] / max(base_sc["errors"], 1e-9))
+    ctx.metric("edit_onward_direction_acc", po["direction"])
+    ctx.metric("edit_onward_random_direction_acc", ro["direction"])
+    ctx.log(f"edit from {hooks[mid]} onward: top-k = edited legal moves {po['set_match']:.3f} (random "
+            f"{ro['set_match']:.3f}); errors {po['errors']:.2f} (random {ro['errors']:.2f}); right-way "
+            f"{po['direction']:.3f} (random {ro['direction']:.3f})")
     x = resid[mid][g_idx, t_idx]
     by_scale = []
     for scale in prm["edit_scale_sweep"]:
         edited = _run_edited(bridge, tokens, hooks[mid], t_idx, flip_edit(probes[mid], x, sq, scale=float(scale)))
-        by_scale.append(topk_sets(edited, k_new).eq(legal_new).all(-1).float().mean().item())
+        by_scale.append(_edit_scores(edited, base, legal_new, legal_old)["set_match"])
     ctx.metric("edit_scale_sweep", list(prm["edit_scale_sweep"]))
     ctx.metric("edit_success_middle_by_scale", by_scale)
     ctx.log(f"edit at {hooks[mid]} by scale {list(prm['edit_scale_sweep'])}: {by_scale}")
@@ -213,11 +243,13 @@ def run(ctx: ReproContext) -> None:
         f"Probes: at {hooks[best]} the mine/theirs probe reads {acc['relative_occ'][best]:.1%} of occupied squares "
         f"correctly, the best black/white probe {max(acc['colour_occ']):.1%}. Editing one square's mine/theirs "
         f"direction at {hooks[mid]} makes the model's top-k moves equal the edited board's legal moves in "
-        f"{per_layer[j]:.0%} of {len(g_idx)} cases (unedited: {base_new:.0%}; random direction of the same "
-        f"norm: {per_layer_rand[j]:.0%}).")
+        f"{pm['set_match']:.0%} of {len(g_idx)} cases (unedited: {base_new:.0%}; random direction of the same "
+        f"norm: {rm['set_match']:.0%}); the top-k moves contain {pm['errors']:.2f} moves illegal on the edited "
+        f"board on average (unedited {base_sc['errors']:.2f}, random {rm['errors']:.2f}).")
     ctx.save_json("curves.json", {"steps": hist.steps, "eval_loss": hist.loss, "top1_legal": hist.top1_legal,
                                   "topk_set_match": hist.topk_set_match})
-    _figures(ctx, hooks, acc, edit_layers, per_layer, per_layer_rand, base_new, hist)
+    _figures(ctx, hooks, acc, edit_layers, per_layer + [po['set_match']], per_layer_rand + [ro['set_match']],
+             base_new, hist, mid)
 
 
 def _edit_cases(games, first_game: int, num: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -245,6 +277,47 @@ def _edit_cases(games, first_game: int, num: int, rng: np.random.Generator) -> d
     return {k: np.array(v) for k, v in out.items()}
 
 
+def _edit_scores(edited: torch.Tensor, base: torch.Tensor, legal_new: torch.Tensor,
+                 legal_old: torch.Tensor) -> dict[str, float]:
+    """``set_match``: share of cases whose top-k moves (k = legal moves on the edited board)
+    are exactly the edited board's legal moves; ``errors``: mean number of those top-k moves
+    that are illegal on the edited board (Li et al.'s error count); ``direction``: share of the
+    squares whose legality the edit changes whose log-probability moved the right way (up
+    for newly legal, down for newly illegal)."""
+    top = topk_sets(edited, legal_new.sum(-1))
+    change = edited.log_softmax(-1) - base.log_softmax(-1)
+    gained, lost = legal_new & ~legal_old, legal_old & ~legal_new
+    right = (change > 0) & gained | (change < 0) & lost
+    n_changed = int((gained | lost).sum())
+    return {
+        "set_match": top.eq(legal_new).all(-1).float().mean().item(),
+        "errors": (top & ~legal_new).sum(-1).float().mean().item(),
+        "direction": float(right.sum()) / n_changed if n_changed else None,
+    }
+
+
+def _run_edited_onward(bridge, tokens, hooks, probes, layers, t_idx, squares, target, scale,
+                       random_gen=None) -> torch.Tensor:
+    """Apply the targeted edit at the current position before each block in ``layers``, each
+    with that layer's probe and computed from the (already edited) residual it sees; with
+    ``random_gen``, a random direction of the same norm instead."""
+    rows = torch.arange(tokens.shape[0])
+
+    def make(li):
+        def add(resid, hook=None):
+            resid = resid.clone()
+            delta = flip_edit(probes[li], resid[rows, t_idx], squares, scale=scale, target=target)
+            if random_gen is not None:
+                r = torch.randn(delta.shape, generator=random_gen)
+                delta = r / r.norm(dim=-1, keepdim=True) * delta.norm(dim=-1, keepdim=True)
+            resid[rows, t_idx] += delta
+            return resid
+        return add
+
+    with torch.no_grad():
+        return bridge.run_with_hooks(tokens, fwd_hooks=[(hooks[li], make(li)) for li in layers])[rows, t_idx]
+
+
 def _run_edited(bridge, tokens: torch.Tensor, hook: str, t_idx: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     rows = torch.arange(tokens.shape[0])
 
@@ -257,7 +330,7 @@ def _run_edited(bridge, tokens: torch.Tensor, hook: str, t_idx: torch.Tensor, de
         return bridge.run_with_hooks(tokens, fwd_hooks=[(hook, add)])[rows, t_idx]
 
 
-def _figures(ctx, hooks, acc, edit_layers, per_layer, per_layer_rand, base_new, hist) -> None:
+def _figures(ctx, hooks, acc, edit_layers, per_layer, per_layer_rand, base_new, hist, mid) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -282,19 +355,20 @@ def _figures(ctx, hooks, acc, edit_layers, per_layer, per_layer_rand, base_new, 
 
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     w = 0.35
-    ex = np.arange(len(edit_layers))
+    ex = np.arange(len(edit_layers) + 1)
     ax.bar(ex - w / 2, per_layer, w, label="edit along the probe's mine/theirs direction")
     ax.bar(ex + w / 2, per_layer_rand, w, label="random direction, same norm")
     ax.axhline(base_new, color="black", lw=0.8, ls="--", label="no edit")
-    ax.set_xticks(ex, [str(li) for li in edit_layers])
-    ax.set_xlabel("layer edited (residual stream before block)")
+    ax.set_xticks(ex, [f"{li} only" for li in edit_layers] + [f"{mid} onward"])
+    ax.set_xlabel("blocks edited before (residual stream, current position)")
     ax.set_ylabel("share of cases: top-k = edited board's legal moves")
     ax.set_ylim(0, 1)
     ax.legend(frameon=False, fontsize=8)
     ax.set_title("Flipping one square in the residual stream changes the predicted legal moves", fontsize=9)
     fig.tight_layout()
     ctx.save_figure(fig, "edit_success", caption="Share of single-square edits after which the model's top-k moves "
-                    "(k = legal moves on the edited board) are exactly the edited board's legal moves.")
+                    "(k = legal moves on the edited board) are exactly the edited board's legal moves, for an "
+                    "edit before one block and for the same edit before the middle block and every later one.")
 
     fig, ax = plt.subplots(figsize=(6.4, 3.2))
     ax.plot(hist.steps, hist.top1_legal, label="top-1 move is legal")

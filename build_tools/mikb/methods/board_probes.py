@@ -78,10 +78,18 @@ def probe_accuracy(probe: Probe, x: torch.Tensor, y: torch.Tensor) -> dict[str, 
     }
 
 
-def flip_edit(probe: Probe, x: torch.Tensor, squares: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+def flip_edit(
+    probe: Probe, x: torch.Tensor, squares: torch.Tensor, scale: float = 1.0, target: torch.Tensor | None = None
+) -> torch.Tensor:
     """The change to add to each ``x[i]`` that flips square ``squares[i]`` between the probe's
-    classes 1 and 2 (mine and theirs), reflecting its margin to ``-scale`` times itself."""
-    d = probe.weight[:, squares, SECOND_CLS] - probe.weight[:, squares, FIRST_CLS]  # [d_model, N]
-    d = d.T
+    classes 1 and 2 (mine and theirs).
+
+    Without ``target`` the margin is reflected to ``-scale`` times itself. With ``target``
+    (``+1``: make it class 2, ``-1``: class 1) the new margin is ``target * scale * |m|``, so a
+    vector already on the target side is left as it is (for ``scale`` 1), which lets the same
+    edit be applied again at later layers.
+    """
+    d = (probe.weight[:, squares, SECOND_CLS] - probe.weight[:, squares, FIRST_CLS]).T  # [N, d_model]
     margin = (x * d).sum(-1) + probe.bias[squares, SECOND_CLS] - probe.bias[squares, FIRST_CLS]
-    return -(1.0 + scale) * (margin / d.pow(2).sum(-1))[:, None] * d
+    new = -scale * margin if target is None else target * scale * margin.abs()
+    return ((new - margin) / d.pow(2).sum(-1))[:, None] * d
