@@ -39,7 +39,7 @@ SPEC = ScriptSpec(
         "train_games": 20000,
         "eval_games": 600,
         "probe_games": 1200,
-        "steps": 4500,
+        "steps": 4000,
         "batch": 64,
         "lr": 3e-3,
         "weight_decay": 0.01,
