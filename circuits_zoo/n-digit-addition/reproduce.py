@@ -186,12 +186,12 @@ def _figures(ctx, hist, att, right, kind, depth, names) -> None:
     ctx.save_figure(fig, "digit_accuracy_curves", caption="Held-out accuracy of every answer digit during training.")
 
     n_heads, n_ans, n_cols = att.shape
-    fig, axes = plt.subplots(1, n_heads, figsize=(2.6 * n_heads + 0.8, 2.8), constrained_layout=True)
+    fig, axes = plt.subplots(1, n_heads, figsize=(3.0 * n_heads + 0.8, 2.8), constrained_layout=True)
     for h, ax in enumerate(axes):
         im = ax.imshow(att[h].numpy(), cmap="Blues", vmin=0, vmax=1, aspect="auto")
         ax.set_xticks(range(n_cols), [f"col {c}" for c in range(n_cols)], fontsize=7)
         ax.set_yticks(range(n_ans), names, fontsize=7)
-        ax.set_xlabel("operand digit pair (column, units = 0)")
+        ax.set_xlabel("operand column (units = 0)")
         ax.set_ylabel("answer digit being predicted")
         ax.set_title(f"head 0.{h}", fontsize=9)
     fig.colorbar(im, ax=axes, shrink=0.8, label="attention weight on the pair")
