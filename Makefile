@@ -37,4 +37,6 @@ lint: install
 
 test: install browser lint
 	$(PY) -m mikb.cli check --strict
-	$(PY) -m pytest -q --durations=15
+	# torch on one thread: on two shared cores, two threads made the small models' training
+	# steps up to 20x slower, and the trained circuits' quick tests were checked on one.
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q --durations=25
