@@ -30,7 +30,8 @@ def _run(root: Path, **kwargs):
     return reproduce(load_knowledge_base(root), CIRCUIT, MODEL, show_progress=False, **kwargs)
 
 
-def test_run_publishes_results_with_complete_provenance(kb_root: Path) -> None:
+def test_run_publishes_results_with_complete_provenance(kb_root: Path, monkeypatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     outcome = _run(kb_root)
     assert outcome.status == "ok", outcome.message
     results = json.loads((_results_dir(kb_root) / "results.json").read_text())
@@ -40,6 +41,7 @@ def test_run_publishes_results_with_complete_provenance(kb_root: Path) -> None:
         assert key in prov, key
     assert prov["model_kind"] == "planted" and prov["weights_source"] == "planted by the fixture"
     assert {"torch", "transformer-lens", "python", "mikb"} <= set(prov["packages"])
+    assert prov["thread_settings"]["OMP_NUM_THREADS"] == "1"  # a thread count can change a trajectory
     assert len(prov["script_sha256"]) == 64 and prov["command"] == "mikb reproduce toy-copy --model toy-2l"
     assert {c["id"]: c["verdict"] for c in results["claims"]} == {"copy-score": "pass", "prev-score": "pass"}
     assert results["figures"] == [{"file": "curve.svg", "caption": "A fixture curve", "kind": "static"}]

@@ -55,6 +55,17 @@ def device_description(device: str) -> str:
     return device
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def thread_settings() -> dict[str, str]:
+    """The thread-count variables the run's child inherits: on a CPU, a different count can
+    change float summation order (and so a training trajectory) and the wall time by 20x."""
+    import os
+
+    return {name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ}
+
+
 def resolve_device(requested: str, supported: tuple[str, ...]) -> str:
     """Turn ``cpu``, ``cuda`` or ``auto`` into the device a run will use.
 

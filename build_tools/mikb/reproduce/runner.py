@@ -39,6 +39,7 @@ from mikb.reproduce.provenance import (
     git_state,
     package_versions,
     resolve_device,
+    thread_settings,
 )
 from mikb.reproduce.publish import (
     FolderLock,
@@ -218,6 +219,7 @@ class _Run:
                 "script": self.kb.rel(self.circuit.script_path), "script_sha256": self.script_hash,
                 "entry_run_sha256": self.entry_hash, "git_commit": commit, "git_dirty": dirty,
                 "packages": package_versions(), "device": device_description(self.device),
+                "thread_settings": thread_settings(),
                 "wall_time_s": round(wall, 2), "peak_rss_mb": payload.get("peak_rss_mb"),
                 "started_at": started.isoformat(timespec="seconds"),
                 "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
