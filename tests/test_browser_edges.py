@@ -67,3 +67,16 @@ def test_edge_graph_prunes_by_threshold_keeps_it_in_the_url_and_names_roles(page
     node.hover()
     expect(page.locator(".mikb-edges-info").first).to_contain_text("name mover head")
     assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_interactive_plot_ticks_are_plain_numbers(page) -> None:
+    """The grokking page's plotly figure names no exponent format; the site must not let plotly
+    print SI prefixes ("100μ" for a loss of 0.0001)."""
+    page.goto(page.base + "/circuits/modular-addition-grokking/")
+    plot = page.locator(".mikb-plotly").first
+    expect(plot.locator(".main-svg").first).to_be_attached(timeout=30_000)
+    formats = plot.evaluate("el => [el._fullLayout.xaxis.exponentformat, el._fullLayout.yaxis.exponentformat]")
+    assert formats == ["none", "power"]
+    ticks = plot.evaluate("el => [...el.querySelectorAll('.ytick text')].map(t => t.textContent)")
+    assert ticks and not any("μ" in t or t.endswith(("m", "k")) for t in ticks)
+    assert page.errors == []  # type: ignore[attr-defined]
