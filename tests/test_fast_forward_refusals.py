@@ -15,6 +15,7 @@ import torch
 from conftest import small_native_model
 
 from mikb.methods import _fast_forward as ff
+from mikb.methods import _weights_adapter as wa
 from mikb.methods._gpt2_offline import _placeholder_tokenizer_dir
 
 
@@ -50,7 +51,10 @@ def test_an_attached_hook_is_refused_until_it_is_removed() -> None:
     ff.extract_weights(model)  # supported again
 
 
-def test_gpt_neo_local_attention_is_refused() -> None:
+def test_gpt_neo_local_attention_is_read_with_its_window() -> None:
+    """GPT-Neo's local layers used to crash the fast forward; now the window is read from the
+    config and the probe (8 tokens, window 4, so the window binds) holds the result to the
+    model's own logits."""
     import transformer_lens.model_bridge.sources  # noqa: F401
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import GPTNeoConfig, GPTNeoForCausalLM, PreTrainedTokenizerFast
@@ -64,7 +68,9 @@ def test_gpt_neo_local_attention_is_refused() -> None:
                                                      tokenizer=tokenizer).eval()
     except Exception as exc:  # noqa: BLE001 - the bridge itself may not build offline
         pytest.skip(f"TransformerBridge cannot build GPT-Neo offline here: {exc}")
-    assert "local" in _refusal(bridge)
+    w = ff.extract_weights(bridge)
+    assert [lw.window for lw in w.layers] == [None, 4]
+    assert "sliding-window attention" in w.features()
 
 
 def test_the_probe_refuses_weights_that_do_not_reproduce_the_model() -> None:
@@ -74,4 +80,4 @@ def test_the_probe_refuses_weights_that_do_not_reproduce_the_model() -> None:
     w = ff.extract_weights(model)
     broken = dataclasses.replace(w, w_u=w.w_u * 1.5)
     with pytest.raises(NotImplementedError, match="does not reproduce this model's logits"):
-        ff._verify_against_model(model, broken)
+        wa._verify_against_model(model, broken)

@@ -82,8 +82,12 @@ def _corrupted_forward_with_grads(
         z = attend(w, layer, q, k, v)
         zs.append(z)
         qkvs.append((q, k, v))
-        x = x + attn_out(w, layer, z)
-        x = x + mlp(w, layer, x)
+        a = attn_out(w, layer, z)
+        if w.parallel:
+            x = x + a + mlp(w, layer, x)
+        else:
+            x = x + a
+            x = x + mlp(w, layer, x)
     final = x
     batch, seq = tokens.shape
     pos = readout.positions_for(batch, seq).to(x.device)
@@ -122,6 +126,10 @@ def attribution_patching(
     if clean_tokens.shape != corrupted_tokens.shape:
         raise ValueError("clean and corrupted tokens must have the same shape")
     w = model if isinstance(model, ModelWeights) else extract_weights(model)
+    if edges:
+        # Edge scores project gradients through W_Q/W_K/W_V and LayerNorm in closed form;
+        # rotary, RMSNorm, shared key-value heads etc. are not in that algebra yet.
+        w.require_gpt2_like("attribution patching of edges")
     batch = clean_tokens.shape[0]
     if examples_per_pass is not None and examples_per_pass < batch:
         parts = []

@@ -36,8 +36,8 @@ from mikb.methods._fast_forward import (
     first_difference,
     logit_diff_readout,
     metric_from_tokens,
-    norm,
-    project,
+    mid_after_attn_change,
+    project_head_input,
     qkv,
     resume_from_mid,
     run_with_cache,
@@ -129,10 +129,17 @@ def path_patching_from_head(
     """Patch the sender head's clean write into each later head's ``component`` input alone.
 
     Same quantity as ``transformer_lens.patching.get_act_patch_direct_path``: the sender's
-    clean-minus-corrupted write ``(z_clean - z_corrupt) @ W_O`` is added, at every position,
-    to the pre-LayerNorm input of one receiving head's q, k or v, while every other reader
-    keeps the corrupted residual. Returns ``[n_layers, n_heads]`` (rows ``<= sender layer``
-    are 0.0 placeholders, as in TL) or ``[n_layers, n_heads, batch]``.
+    clean-minus-corrupted write is added, at every position, to the pre-norm input of one
+    receiving head's q, k or v, while every other reader keeps the corrupted residual. The
+    sender's write is ``(z_clean - z_corrupt) @ W_O`` (passed through the post-attention norm
+    where a model has one: the change of the residual with that head alone patched). Returns
+    ``[n_layers, n_heads]`` (rows ``<= sender layer`` are 0.0 placeholders, as in TL) or
+    ``[n_layers, n_heads, batch]``.
+
+    With grouped-query attention a key-value head is shared by a group of query heads, so
+    patching ``k`` or ``v`` patches that shared head's input for its whole group (what the
+    model can compute), and the result has one column per key-value head:
+    ``[n_layers, n_kv_heads]``. ``q`` is always per query head.
     """
     _check_tokens(clean_tokens, corrupted_tokens)
     if component not in ("q", "k", "v"):
@@ -143,23 +150,24 @@ def path_patching_from_head(
     clean = run_with_cache(w, clean_tokens, resid=False)
     corrupt = run_with_cache(w, corrupted_tokens, kv_prefix=start)
     z_delta = clean.z[src_layer][:, src_head] - corrupt.z[src_layer][:, src_head]
-    src_delta = z_delta @ w.w_o_per_head(src_layer)[src_head]  # [batch, pos, d_model]
+    head_delta = (z_delta @ w.w_o_per_head(src_layer)[src_head]).unsqueeze(0)
+    src_delta = (mid_after_attn_change(w, src_layer, corrupt, head_delta, 0)[0]
+                 - corrupt.resid_mid[src_layer])  # [batch, pos, d_model]
     batch = clean_tokens.shape[0]
-    out = torch.zeros(w.n_layers, w.n_heads, batch, dtype=src_delta.dtype)
+    receivers = w.n_heads if component == "q" else w.kv_heads
+    out = torch.zeros(w.n_layers, receivers, batch, dtype=src_delta.dtype)
     which = "qkv".index(component)
     for layer in range(src_layer + 1, w.n_layers):
-        lw = w.layers[layer]
         base = corrupt.resid_pre[layer]
-        n, t, d = base.shape
         # Only the patched component changes: project the shifted residual with its weights.
-        shifted = norm(base + src_delta, lw.ln1, w.eps).reshape(n * t, d)
-        patched = project(lw, component, shifted).view(n, t, w.n_heads, w.d_head).transpose(1, 2)
         qkv_heads = list(qkv(w, layer, base))
-        qkv_heads[which] = patched
+        qkv_heads[which] = project_head_input(w, layer, component, base + src_delta)
         # Heads are independent, so one call gives every receiver's z with only its own input
-        # patched.
+        # patched (a shared key-value head changes the z of its whole query group).
         z_new = attend(w, layer, *qkv_heads)
         dz = (z_new - corrupt.z[layer]).transpose(0, 1)  # [heads, batch, pos, d_head]
         deltas = dz @ w.w_o_per_head(layer).unsqueeze(1)
+        if receivers != w.n_heads:
+            deltas = deltas.view(receivers, w.group, *deltas.shape[1:]).sum(1)
         out[layer] = resume_from_mid(w, layer, corrupt, deltas, readout, start, max_rows)
     return _reduce(out, reduce)

@@ -144,6 +144,7 @@ class GraphForward:
     def __init__(self, model: torch.nn.Module | ModelWeights, graph: Graph | None = None,
                  causal: bool | None = None):
         self.w = model if isinstance(model, ModelWeights) else extract_weights(model, bidirectional_ok=True)
+        self.w.require_gpt2_like("the discovery graph (ACDC, EAP, EAP-IG, exact edge patching)")
         if graph is None:
             graph = Graph(self.w.n_layers, self.w.n_heads, self.w.layers[0].w_in is not None)
         self.graph = graph

@@ -1,0 +1,224 @@
+"""Exact head and path patching on the architectures people study now, held to hooks.
+
+Each family is built from its ``transformers`` config class with seeded random weights and
+booted through ``TransformerBridge.boot_transformers`` (Llama, Qwen2, Gemma 2, GPT-NeoX as in
+Pythia with partial rotary, GPT-J, GPT-Neo with a local layer), plus TL-native bridges with
+RMSNorm, rotary, grouped-query attention, gated MLPs and soft-caps. Every parameter is
+re-randomised first: norm weights and biases at their initial ones and zeros would hide a
+missing bias or a wrong norm. The references are plain hook loops on the bridge (swap one
+head's ``hook_z``; swap one head's ``hook_q/k/v`` for the projection of its shifted input), so
+they are whatever the bridge computes, not our arithmetic. Tolerance 1e-4 throughout.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from conftest import small_native_model
+
+from mikb.methods.fast_patching import (
+    extract_weights,
+    head_out_patching,
+    logit_diff_readout,
+    path_patching_from_head,
+    unpatched_metric,
+)
+
+warnings.filterwarnings("ignore")
+VOCAB, BATCH, SEQ = 61, 3, 9
+HF_NAMES = {
+    "llama": "meta-llama/Llama-3.2-1B",
+    "qwen2": "Qwen/Qwen2.5-0.5B",
+    "gemma2": "google/gemma-2-2b",
+    "neox": "EleutherAI/pythia-70m",
+    "gptj": "EleutherAI/gpt-j-6B",
+    "gptneo": "EleutherAI/gpt-neo-125M",
+}
+
+
+def _hf_model(family: str):
+    import transformers as tf
+
+    small = dict(vocab_size=VOCAB, max_position_embeddings=32)
+    if family == "llama":
+        cfg = tf.LlamaConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=3,
+                             num_attention_heads=4, num_key_value_heads=2, **small)
+        return tf.LlamaForCausalLM(cfg)
+    if family == "qwen2":
+        cfg = tf.Qwen2Config(hidden_size=64, intermediate_size=96, num_hidden_layers=3,
+                             num_attention_heads=4, num_key_value_heads=2, **small)
+        return tf.Qwen2ForCausalLM(cfg)
+    if family == "gemma2":
+        # Window 4 on the sliding layers, so it binds on 9-token prompts.
+        cfg = tf.Gemma2Config(hidden_size=64, intermediate_size=96, num_hidden_layers=3,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                              sliding_window=4, attn_logit_softcapping=2.0,
+                              final_logit_softcapping=3.0, **small)
+        return tf.Gemma2ForCausalLM(cfg)
+    if family == "neox":
+        cfg = tf.GPTNeoXConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=3,
+                               num_attention_heads=4, rotary_pct=0.25, **small)
+        return tf.GPTNeoXForCausalLM(cfg)
+    if family == "gptj":
+        cfg = tf.GPTJConfig(vocab_size=VOCAB, n_embd=64, n_layer=3, n_head=4, n_positions=32,
+                            rotary_dim=8)
+        return tf.GPTJForCausalLM(cfg)
+    if family == "gptneo":
+        cfg = tf.GPTNeoConfig(vocab_size=VOCAB, max_position_embeddings=32, hidden_size=64,
+                              num_layers=3, num_heads=4, window_size=4,
+                              attention_types=[[["global", "local", "global"], 1]])
+        return tf.GPTNeoForCausalLM(cfg)
+    raise KeyError(family)
+
+
+def _rerandomise(model: torch.nn.Module, seed: int = 0) -> None:
+    """Every parameter random: matrices around their init, norms and biases off 1 and 0."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if p.ndim == 1 and ("norm" in name or "ln" in name):
+                p.copy_(1.0 + 0.3 * noise)
+            elif p.ndim == 1:
+                p.copy_(0.2 * noise)
+            else:
+                p.copy_(noise * (1.0 / p.shape[-1] ** 0.5))
+
+
+def _bridge(family: str):
+    import transformer_lens.model_bridge.sources  # noqa: F401
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import PreTrainedTokenizerFast
+
+    from mikb.methods._gpt2_offline import _placeholder_tokenizer_dir
+
+    torch.manual_seed(0)
+    hf = _hf_model(family).eval()
+    _rerandomise(hf)
+    tok = PreTrainedTokenizerFast.from_pretrained(_placeholder_tokenizer_dir(VOCAB))
+    return TransformerBridge.boot_transformers(HF_NAMES[family], hf_model=hf, tokenizer=tok).eval()
+
+
+NATIVE = {
+    "native-rms-rotary-gqa-gated": dict(normalization_type="RMS", positional_embedding_type="rotary",
+                                        rotary_dim=8, n_key_value_heads=2, gated_mlp=True, act_fn="silu"),
+    "native-softcap-mqa": dict(attn_scores_soft_cap=2.0, output_logits_soft_cap=3.0, n_key_value_heads=1),
+}
+
+
+@pytest.fixture(scope="module", params=list(HF_NAMES) + list(NATIVE))
+def model(request):
+    if request.param in NATIVE:
+        m = small_native_model(d_vocab=VOCAB, **NATIVE[request.param])
+        _rerandomise(m, seed=1)
+        return m
+    return _bridge(request.param)
+
+
+def _prompts(diff_pos: int, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.randint(0, VOCAB, (BATCH, SEQ), generator=g)
+    corrupt = clean.clone()
+    corrupt[:, diff_pos] = (clean[:, diff_pos] + 1 + torch.randint(0, VOCAB - 1, (BATCH,), generator=g)) % VOCAB
+    corrupt[:, -2] = torch.randint(0, VOCAB, (BATCH,), generator=g)
+    answers = torch.randint(0, VOCAB, (BATCH, 2), generator=g)
+    return clean, corrupt, logit_diff_readout(answers)
+
+
+def _close(ours: torch.Tensor, ref: torch.Tensor) -> None:
+    assert ref.abs().max() > 1e-2, "reference too small for the comparison to mean anything"
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-4)
+
+
+def _swap(index: int, new: torch.Tensor):
+    def hook(act, hook):
+        act = act.clone()
+        act[:, :, index] = new
+        return act
+
+    return hook
+
+
+def test_the_fast_forward_reads_the_model(model):
+    clean, _, readout = _prompts(0)
+    with torch.no_grad():
+        ref = readout.per_example(model(clean))
+    _close(unpatched_metric(model, clean, readout), ref)
+
+
+@pytest.mark.parametrize("diff_pos", [0, 3])
+def test_head_out_patching_equals_a_hook_loop(model, diff_pos):
+    clean, corrupt, readout = _prompts(diff_pos)
+    cfg = model.cfg
+    ref = torch.zeros(cfg.n_layers, cfg.n_heads)
+    with torch.no_grad():
+        _, cc = model.run_with_cache(clean)
+        for layer in range(cfg.n_layers):
+            name = f"blocks.{layer}.attn.hook_z"
+            for head in range(cfg.n_heads):
+                logits = model.run_with_hooks(corrupt, fwd_hooks=[(name, _swap(head, cc[name][:, :, head]))])
+                ref[layer, head] = readout.per_example(logits).mean()
+    _close(head_out_patching(model, clean, corrupt, readout), ref)
+
+
+@pytest.mark.parametrize("component", ["q", "k", "v"])
+def test_path_patching_equals_a_hook_reference(model, component):
+    """The sender's write change is what its clean z alone does to the attention block's
+    output (``hook_attn_out``, after any post-attention norm); the receiver's q/k/v (before
+    rotary positions) is swapped for the projection of its norm of the shifted residual.
+    With shared key-value heads the receiver of k or v is the key-value head."""
+    clean, corrupt, readout = _prompts(3)
+    sender = (0, 1)
+    cfg = model.cfg
+    w = extract_weights(model)
+    receivers = cfg.n_heads if component == "q" else w.kv_heads
+    ref = torch.zeros(cfg.n_layers, receivers)
+    with torch.no_grad():
+        _, cc = model.run_with_cache(clean)
+        _, kc = model.run_with_cache(corrupt)
+        z_name = f"blocks.{sender[0]}.attn.hook_z"
+        out_name = f"blocks.{sender[0]}.hook_attn_out"
+        patched_out = {}
+        model.run_with_hooks(corrupt, fwd_hooks=[
+            (z_name, _swap(sender[1], cc[z_name][:, :, sender[1]])),
+            (out_name, lambda act, hook: patched_out.setdefault("a", act.clone())),
+        ])
+        delta = patched_out["a"] - kc[out_name]
+        for layer in range(sender[0] + 1, cfg.n_layers):
+            block = model.blocks[layer]
+            shifted = block.ln1(kc[f"blocks.{layer}.hook_resid_pre"] + delta)
+            w_c = getattr(block.attn, f"W_{component.upper()}")
+            b_c = getattr(block.attn, f"b_{component.upper()}")
+            for head in range(receivers):
+                new = shifted @ w_c[head] + (0.0 if b_c is None else b_c[head])
+                logits = model.run_with_hooks(
+                    corrupt, fwd_hooks=[(f"blocks.{layer}.attn.hook_{component}", _swap(head, new))])
+                ref[layer, head] = readout.per_example(logits).mean()
+    _close(path_patching_from_head(model, clean, corrupt, readout, sender, component), ref)
+
+
+def test_right_padded_prompts_read_at_their_last_real_token(model):
+    """Prompts of different lengths, padded on the right and read at each one's last real
+    token, give what the bridge gives with a padding mask (causal attention never looks
+    right, so the pads cannot matter)."""
+    clean, corrupt, _ = _prompts(2)
+    lengths = torch.tensor([SEQ, SEQ - 3, SEQ - 1])
+    mask = (torch.arange(SEQ)[None] < lengths[:, None]).long()
+    clean, corrupt = clean * mask, corrupt * mask
+    answers = torch.randint(0, VOCAB, (BATCH, 2), generator=torch.Generator().manual_seed(5))
+    readout = logit_diff_readout(answers, positions=lengths - 1)
+    cfg = model.cfg
+    ref = torch.zeros(cfg.n_layers, cfg.n_heads)
+    with torch.no_grad():
+        _, cc = model.run_with_cache(clean, attention_mask=mask)
+        base = readout.per_example(model(corrupt, attention_mask=mask))
+        for layer in range(cfg.n_layers):
+            name = f"blocks.{layer}.attn.hook_z"
+            for head in range(cfg.n_heads):
+                logits = model.run_with_hooks(corrupt, attention_mask=mask,
+                                              fwd_hooks=[(name, _swap(head, cc[name][:, :, head]))])
+                ref[layer, head] = readout.per_example(logits).mean()
+    _close(unpatched_metric(model, corrupt, readout), base)
+    _close(head_out_patching(model, clean, corrupt, readout), ref)
