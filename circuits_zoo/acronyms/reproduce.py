@@ -35,8 +35,8 @@ from mikb.reproduce import ReproContext, ScriptSpec
 # positional_experiments.py letter_mover_heads; supplementary.py "Fuzzy Previous Heads").
 PAPER_HEADS = {"8.11": "letter mover head", "9.9": "letter mover head",
                "10.10": "letter mover head", "11.4": "letter mover head",
-               "5.8": "head 5.8", "4.11": "fuzzy previous token head",
-               "2.2": "fuzzy previous token head", "1.0": "fuzzy previous token head"}
+               "5.8": "head 5.8", "4.11": "fuzzy previous head",
+               "2.2": "fuzzy previous head", "1.0": "fuzzy previous head"}
 WORDS = ("Chief Executive Officer National Security Agency Federal Bureau Central Intelligence "
          "United States World Health Organization Public Service General Motors Research "
          "Development Human Resources Air Force Royal Navy Data Science Energy Program Power "

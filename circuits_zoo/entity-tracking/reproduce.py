@@ -58,40 +58,123 @@ SPEC = ScriptSpec(
 )
 
 
+class BoxPrompts:
+    """Box prompts tokenised as whole strings; each object's and label's token is found from the
+    tokenizer's character offsets. Why not segment by segment: LLaMA's SentencePiece encodes
+    " apple" on its own as two pieces (a lone "▁" and "▁apple"), and a word encoded
+    alone can tokenise differently from the same word in running text. A word is usable only if
+    it is exactly one token in context and that token is also what the model would emit after
+    "contains the" (so the answer is a single next token)."""
+
+    def __init__(self, tok, n_boxes: int) -> None:
+        self.tok = tok
+        self.objects = [o for o in OBJECTS if self._usable_object(o)]
+        self.labels = [c for c in LABELS if self._usable_label(c)]
+        if len(self.objects) < n_boxes or len(self.labels) < n_boxes:
+            raise RuntimeError(
+                f"entity-tracking needs {n_boxes} objects and {n_boxes} box labels that are single "
+                f"tokens in context under this model's tokenizer; only {len(self.objects)} of "
+                f"{len(OBJECTS)} objects and {len(self.labels)} of {len(LABELS)} labels are")
+
+    @staticmethod
+    def text(objs, labels, query: int):
+        """The prompt, the objects' and labels' character spans, and the query label's span."""
+        out, o_spans, l_spans = "", [], []
+        for i, (o, b) in enumerate(zip(objs, labels, strict=True)):
+            out += "The " if i == 0 else " the "
+            o_spans.append((len(out), len(out) + len(o)))
+            out += f"{o} is in Box "
+            l_spans.append((len(out), len(out) + len(b)))
+            out += b + ("," if i < len(objs) - 1 else ".")
+        out += " Box "
+        q_span = (len(out), len(out) + len(labels[query]))
+        out += f"{labels[query]} contains the"
+        return out, o_spans, l_spans, q_span
+
+    def _encode(self, text: str):
+        enc = self.tok.hf(text, add_special_tokens=False, return_offsets_mapping=True)
+        return [self.tok.bos_id] + list(enc["input_ids"]), [(0, 0)] + list(enc["offset_mapping"])
+
+    @staticmethod
+    def _tokens_over(offsets, span) -> list[int]:
+        lo, hi = span
+        return [i for i, (s, e) in enumerate(offsets) if i > 0 and s < hi and e > lo]
+
+    def answer_token(self, text: str, word: str) -> int | None:
+        """The one token the model would emit for " word" after ``text``, else None."""
+        ids, _ = self._encode(text)
+        with_answer, _ = self._encode(f"{text} {word}")
+        if with_answer[:len(ids)] != ids or len(with_answer) != len(ids) + 1:
+            return None
+        return with_answer[-1]
+
+    def _probe(self, objs, labels):
+        text, o_spans, l_spans, q_span = self.text(objs, labels, 1)
+        return text, self._encode(text)[1], o_spans, l_spans, q_span
+
+    def _usable_object(self, o: str) -> bool:
+        probe = ["key", "coin"] if o != "key" else ["coin", "cup"]
+        text, offsets, o_spans, _, _ = self._probe([probe[0], o, probe[1]], ["F", "Q", "T"])
+        tok_in = self._tokens_over(offsets, o_spans[1])
+        ans = self.answer_token(text, o)
+        return (len(tok_in) == 1 and ans is not None and self._encode(text)[0][tok_in[0]] == ans
+                and ans != getattr(self.tok.hf, "unk_token_id", None))
+
+    def _usable_label(self, c: str) -> bool:
+        probe = ["F", "T"] if c != "F" else ["Q", "T"]
+        _, offsets, _, l_spans, q_span = self._probe(["key", "coin", "cup"], [probe[0], c, probe[1]])
+        return (len(self._tokens_over(offsets, l_spans[1])) == 1
+                and len(self._tokens_over(offsets, q_span)) == 1)
+
+    def build(self, objs, labels, query: int):
+        """Token ids, the queried object's position, the query label's position, and the
+        answer and other objects' tokens; None where this draw does not tokenise cleanly."""
+        text, o_spans, l_spans, q_span = self.text(objs, labels, query)
+        ids, offsets = self._encode(text)
+        over = [self._tokens_over(offsets, sp) for sp in [*o_spans, *l_spans, q_span]]
+        if any(len(t) != 1 for t in over):
+            return None
+        answers = [self.answer_token(text, o) for o in objs]
+        if any(a is None for a in answers) or len(set(answers)) != len(answers):
+            return None
+        return ids, over[query][0], over[-1][0], answers
+
+
 def make_prompts(tok, n: int, n_boxes: int, seed: int):
-    """Prompts built segment by segment, so each object's and label's token (and position) is
-    known by construction whatever the tokenizer (LLaMA's SentencePiece merges differently from
-    GPT-2's BPE across word boundaries)."""
+    """``n`` clean/corrupted pairs (the corrupted prompt queries another box of the same
+    context), with the answers, the other objects, the queried object's position and the shared
+    query-label position. Draws that tokenise differently are redrawn; a tokenizer under which
+    the prompts cannot share one layout is refused with a message, not a traceback."""
     rng = random.Random(seed)
-    objs = [o for o in OBJECTS if tok.single(f" {o}") is not None]
-    labels = [c for c in LABELS if tok.single(f" {c}") is not None]
-    if len(objs) < n_boxes or len(labels) < n_boxes:
-        raise RuntimeError(f"the tokenizer splits too many objects/labels: {len(objs)} objects, "
-                           f"{len(labels)} labels are single tokens, {n_boxes} boxes needed")
-    rows, bad, ans, others, obj_pos = [], [], [], [], []
-    for _ in range(n):
-        os_, ls = rng.sample(objs, n_boxes), rng.sample(labels, n_boxes)
+    bp = BoxPrompts(tok, n_boxes)
+    rows, bad, ans, others, obj_pos, label_pos = [], [], [], [], [], set()
+    for _ in range(50 * n):
+        if len(rows) == n:
+            break
+        os_, ls = rng.sample(bp.objects, n_boxes), rng.sample(bp.labels, n_boxes)
         q, q2 = rng.sample(range(n_boxes), 2)
-        head, where = [tok.bos_id], []
-        for i, (o, b) in enumerate(zip(os_, ls, strict=True)):
-            head += tok.encode("The" if i == 0 else " the")
-            where.append(len(head))
-            head += [tok.single(f" {o}")] + tok.encode(" is in Box") + [tok.single(f" {b}")]
-            head += tok.encode("," if i < n_boxes - 1 else ".")
-        rows.append(head + tok.encode(" Box") + [tok.single(f" {ls[q]}")] + tok.encode(" contains the"))
-        bad.append(head + tok.encode(" Box") + [tok.single(f" {ls[q2]}")] + tok.encode(" contains the"))
-        ids = [tok.single(f" {o}") for o in os_]
-        ans.append(ids[q])
-        others.append([t for i, t in enumerate(ids) if i != q])
-        obj_pos.append(where[q])
+        clean, corrupt = bp.build(os_, ls, q), bp.build(os_, ls, q2)
+        if clean is None or corrupt is None or len(clean[0]) != len(corrupt[0]):
+            continue
+        if rows and (len(clean[0]) != len(rows[0]) or clean[2] != next(iter(label_pos))):
+            continue  # keep one layout: the label positions are shared across the batch
+        rows.append(clean[0])
+        bad.append(corrupt[0])
+        ans.append(clean[3][q])
+        others.append([t for i, t in enumerate(clean[3]) if i != q])
+        obj_pos.append(clean[1])
+        label_pos.add(clean[2])
+    if len(rows) < n:
+        raise RuntimeError(f"entity-tracking could build only {len(rows)} of {n} box prompts of one "
+                           "token layout under this model's tokenizer")
     return (stack_prompts(rows), stack_prompts(bad), torch.tensor(ans), torch.tensor(others),
-            torch.tensor(obj_pos))
+            torch.tensor(obj_pos), label_pos.pop())
 
 
 def run(ctx: ReproContext) -> None:
     lm = load_for(ctx)
     model, p = lm.model, ctx.params
-    clean, corrupted, ans, others, obj_pos = make_prompts(
+    clean, corrupted, ans, others, obj_pos, label_pos = make_prompts(
         lm.tok, int(p["n_prompts"]), int(p["n_boxes"]), ctx.seed)
 
     def metric(logits: torch.Tensor) -> torch.Tensor:
@@ -121,7 +204,6 @@ def run(ctx: ReproContext) -> None:
 
     span = (m_clean - m_corrupt) or 1e-9
     t = clean.shape[1]
-    label_pos = t - len(lm.tok.encode(" contains the")) - 1
     scores = {}
     for name, pos in (("last", t - 1), ("query_label", label_pos),
                       ("previous_query_label", label_pos - 1)):

@@ -34,11 +34,13 @@ from mikb.methods.prompt_tasks import (
 )
 from mikb.reproduce import ReproContext, ScriptSpec
 
-# Heads named in the authors' released analysis of this template on GPT-2 small
-# ("circuit_analysis_simple single sentiment_gpt2_small.py": DAE_HEADS; circuit.md).
-PAPER_HEADS = {"10.1": "direct attribute extraction head", "10.4": "direct attribute extraction head",
-               "11.9": "direct attribute extraction head", "10.11": "direct attribute extraction head",
-               "7.1": "intermediate head", "9.2": "intermediate head"}
+# Heads of the authors' notes for this template (circuit.md; the same lists as DAE_HEADS and
+# IAE_HEADS in circuit_analysis_simple_sentiment_gpt2_small.py). 7.1 is in both groups.
+PAPER_HEADS = {"7.1": "direct attribute extraction head", "10.1": "direct attribute extraction head",
+               "10.4": "direct attribute extraction head", "11.9": "direct attribute extraction head",
+               "8.5": "intermediate attribute extraction head",
+               "9.2": "intermediate attribute extraction head",
+               "9.10": "intermediate attribute extraction head"}
 POS_ADJ = "great amazing wonderful excellent fantastic perfect brilliant good".split()
 NEG_ADJ = "terrible awful horrible bad dreadful boring poor weak".split()
 POS_VRB = "loved enjoyed liked adored".split()
