@@ -127,9 +127,9 @@ def _prompts(diff_pos: int, seed: int = 1):
     return clean, corrupt, logit_diff_readout(answers)
 
 
-def _close(ours: torch.Tensor, ref: torch.Tensor) -> None:
-    assert ref.abs().max() > 1e-2, "reference too small for the comparison to mean anything"
-    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-4)
+def _close(ours: torch.Tensor, ref: torch.Tensor, floor: float = 1e-2) -> None:
+    assert ref.abs().max() > floor, "reference too small for the comparison to mean anything"
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-4 if floor >= 1e-2 else floor / 10)
 
 
 def _swap(index: int, new: torch.Tensor):
@@ -222,3 +222,103 @@ def test_right_padded_prompts_read_at_their_last_real_token(model):
                 ref[layer, head] = readout.per_example(logits).mean()
     _close(unpatched_metric(model, corrupt, readout), base)
     _close(head_out_patching(model, clean, corrupt, readout), ref)
+
+
+def test_the_discovery_graph_is_the_model_both_ways(model):
+    """All edges live = the bridge on clean prompts; all ablated (resampled) = the bridge on
+    corrupted prompts. Gemma 2 is refused by name (its post-attention norm makes heads
+    inseparable writers)."""
+    from mikb.methods.graph import GraphForward
+
+    w = extract_weights(model)
+    if any(lw.attn_post is not None for lw in w.layers):
+        with pytest.raises(NotImplementedError, match="post-attention norm"):
+            GraphForward(model)
+        return
+    clean, corrupt, _ = _prompts(0)
+    gf = GraphForward(model)
+    with torch.no_grad():
+        torch.testing.assert_close(gf.run(clean).logits, model(clean), rtol=0, atol=1e-4)
+        ablated = gf.writer_outputs(corrupt)
+        masks = torch.stack([torch.ones(gf.graph.n_edges), torch.zeros(gf.graph.n_edges)])
+        both = gf.run(clean, mask=masks, ablated=ablated).logits
+    torch.testing.assert_close(both[:BATCH], model(clean), rtol=0, atol=1e-4)
+    torch.testing.assert_close(both[BATCH:], model(corrupt), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("component", ["q", "k", "v"])
+def test_a_single_graph_edge_is_a_path_patch(model, component):
+    """Ablating sender->receiver<c> on clean prompts (the reader sees the sender's corrupted
+    output) is path patching with the prompts' roles swapped, which the hook test above holds
+    to the bridge. With shared key-value heads the graph's k/v edges are per query head, so
+    for k and v the comparison needs one query head per key-value head."""
+    from mikb.methods.graph import GraphForward
+
+    w = extract_weights(model)
+    if any(lw.attn_post is not None for lw in w.layers) or (component != "q" and w.group > 1):
+        pytest.skip("not a per-query-head path patch here (see the docstring)")
+    clean, corrupt, readout = _prompts(3)
+    sender = (0, 1)
+    expected = path_patching_from_head(model, corrupt, clean, readout, sender, component)
+    gf = GraphForward(model)
+    g = gf.graph
+    with torch.no_grad():
+        ablated = gf.writer_outputs(corrupt)
+        receivers = [(la, h) for la in range(1, w.n_layers) for h in range(w.n_heads)]
+        masks = torch.ones(len(receivers), g.n_edges)
+        for i, (la, h) in enumerate(receivers):
+            masks[i, g.edge_index[f"a0.h1->a{la}.h{h}<{component}>"]] = 0.0
+        logits = gf.run(clean, mask=masks, ablated=ablated).logits.view(len(receivers), BATCH, SEQ, -1)
+    got = torch.stack([readout.per_example(x).mean() for x in logits])
+    torch.testing.assert_close(got, torch.stack([expected[la, h] for la, h in receivers]), rtol=0, atol=1e-4)
+
+
+def test_eap_and_eap_ig_run_through_the_graph(model):
+    """Edge attribution (EAP, EAP-IG) runs on the graph's own gradients, so it works wherever
+    the graph does: finite scores for every edge, and some edge carries signal."""
+    from mikb.methods.eap import eap, eap_ig
+    from mikb.methods.edge_task import EdgeTask
+    from mikb.methods.graph import GraphForward
+
+    w = extract_weights(model)
+    if any(lw.attn_post is not None for lw in w.layers):
+        pytest.skip("the graph refuses post-attention norms (tested above)")
+    clean, corrupt, _ = _prompts(0)
+    task = EdgeTask(GraphForward(model), clean, corrupt, slice(SEQ - 1, None), "categorical", "resample")
+    for scores in (eap(task), eap_ig(task, steps=2)):
+        assert scores.scores.shape == (task.graph.n_edges,)
+        assert torch.isfinite(scores.scores).all() and scores.scores.abs().max() > 1e-6
+
+
+def _full_vocab_readouts(model, clean, corrupt):
+    from mikb.methods._fast_forward import kl_readout, logprob_readout, loss_readout
+
+    positions = torch.tensor([[4, 6, 8], [5, 7, 8], [3, 6, 8]])
+    with torch.no_grad():
+        ref = model(clean)[torch.arange(BATCH)[:, None], positions]
+    targets = torch.randint(0, VOCAB, (BATCH, 3), generator=torch.Generator().manual_seed(3))
+    return {"kl": kl_readout(ref, positions), "logprob": logprob_readout(targets, positions),
+            "loss": loss_readout(corrupt),
+            "logit-diff-several": logit_diff_readout(targets[:, :2], positions)}
+
+
+@pytest.mark.parametrize("metric", ["kl", "logprob", "loss", "logit-diff-several"])
+def test_full_vocabulary_and_several_position_metrics(model, metric):
+    """KL to the clean run, log-probability and loss read the whole vocabulary at several
+    positions per example (as ACDC and MIB do); head patching with them equals the hook
+    loop with the same metric on full logits."""
+    clean, corrupt, _ = _prompts(2)
+    readout = _full_vocab_readouts(model, clean, corrupt)[metric]
+    cfg = model.cfg
+    ref = torch.zeros(cfg.n_layers, cfg.n_heads)
+    with torch.no_grad():
+        _, cc = model.run_with_cache(clean)
+        for layer in range(cfg.n_layers):
+            name = f"blocks.{layer}.attn.hook_z"
+            for head in range(cfg.n_heads):
+                logits = model.run_with_hooks(corrupt, fwd_hooks=[(name, _swap(head, cc[name][:, :, head]))])
+                ref[layer, head] = readout.per_example(logits).mean()
+        base = readout.per_example(model(corrupt))
+    floor = 1e-3 if metric == "kl" else 1e-2  # soft-capped logits keep KL small
+    _close(unpatched_metric(model, corrupt, readout), base, floor)
+    _close(head_out_patching(model, clean, corrupt, readout), ref, floor)

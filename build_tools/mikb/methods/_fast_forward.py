@@ -39,39 +39,104 @@ from mikb.methods._weights_adapter import (  # noqa: F401  (re-exported: the ada
 
 @dataclass(frozen=True)
 class LogitReadout:
-    """The logits a metric reads: one position and a few vocabulary columns per example.
+    """The logits a metric reads: some positions and some (or all) vocabulary columns.
 
-    ``fn`` maps the selected logits ``[batch, k]`` to one value per example. Naming what the
-    metric reads is what lets the fast paths skip the rest of the unembedding (50257 columns
-    for GPT-2) and every other position at the last layer.
+    ``fn`` maps the selected logits to one value per example. With ``positions`` ``None`` (the
+    last position) or ``[batch]`` (one per example) and ``token_ids`` ``[batch, k]`` it gets
+    ``[batch, k]`` (logit differences: the fast paths then skip the rest of the unembedding
+    and every other position at the last layer). With ``positions`` ``[batch, P]`` it gets
+    ``[batch, P, k]``, and with ``token_ids`` ``None`` the whole vocabulary,
+    ``[batch, (P,) d_vocab]``: what KL divergence, log-probability and loss need (ACDC, MIB).
+    An ``fn`` that returns one value per position, ``[batch, P]``, is averaged over them.
     """
 
-    token_ids: Tensor  # [batch, k] vocabulary columns read per example
-    fn: Callable[[Tensor], Tensor]  # [batch, k] -> [batch]
-    positions: Tensor | None = None  # [batch] position read per example; None = last
+    token_ids: Tensor | None  # [batch, k] vocabulary columns read per example; None = all
+    fn: Callable[..., Tensor]  # selected logits (, data) -> [batch]
+    positions: Tensor | None = None  # [batch] or [batch, P]; None = last
+    data: Tensor | None = None  # per-example tensor fn also reads (reference log-probs, targets)
+
+    @property
+    def several(self) -> bool:
+        return self.positions is not None and self.positions.ndim == 2
 
     def positions_for(self, batch: int, seq: int) -> Tensor:
+        """Positions read, always as ``[batch, P]``."""
         if self.positions is None:
-            return torch.full((batch,), seq - 1, dtype=torch.long)
-        return self.positions.long()
+            return torch.full((batch, 1), seq - 1, dtype=torch.long)
+        pos = self.positions.long()
+        return pos if pos.ndim == 2 else pos[:, None]
+
+    def apply(self, selected: Tensor) -> Tensor:
+        """``fn`` on logits ``[batch, P, k or d_vocab]`` (P dropped unless several)."""
+        chosen = selected if self.several else selected[:, 0]
+        out = self.fn(chosen) if self.data is None else self.fn(chosen, self.data.to(selected.device))
+        return out.mean(-1) if self.several and out.ndim == 2 else out  # per-position values: mean
 
     def per_example(self, logits: Tensor) -> Tensor:
         """The metric per example from full logits ``[batch, pos, d_vocab]`` (the slow way)."""
         batch, seq = logits.shape[:2]
         pos = self.positions_for(batch, seq).to(logits.device)
-        at_pos = logits[torch.arange(batch, device=logits.device), pos]
-        return self.fn(at_pos.gather(1, self.token_ids.to(logits.device)))
+        at_pos = logits[torch.arange(batch, device=logits.device)[:, None], pos]  # [b, P, V]
+        if self.token_ids is not None:
+            ids = self.token_ids.to(logits.device)[:, None, :].expand(-1, pos.shape[1], -1)
+            at_pos = at_pos.gather(2, ids)
+        return self.apply(at_pos)
 
     def as_tl_metric(self) -> Callable[[Tensor], Tensor]:
         """A TransformerLens-style metric (full logits -> batch-mean scalar)."""
         return lambda logits: self.per_example(logits).mean()
 
+    def subset(self, rows: slice) -> LogitReadout:
+        """The same metric on a slice of the examples."""
+        return LogitReadout(
+            None if self.token_ids is None else self.token_ids[rows], self.fn,
+            None if self.positions is None else self.positions[rows],
+            None if self.data is None else self.data[rows])
+
 
 def logit_diff_readout(answer_ids: Tensor, positions: Tensor | None = None) -> LogitReadout:
     """Logit of ``answer_ids[:, 0]`` minus logit of ``answer_ids[:, 1]`` (IOI's metric)."""
     return LogitReadout(
-        token_ids=answer_ids.long(), fn=lambda sel: sel[:, 0] - sel[:, 1], positions=positions
+        token_ids=answer_ids.long(), fn=lambda sel: sel[..., 0] - sel[..., 1], positions=positions
     )
+
+
+def _as_matrix(positions: Tensor) -> Tensor:
+    return positions.long() if positions.ndim == 2 else positions.long()[:, None]
+
+
+def _kl(logits: Tensor, ref: Tensor) -> Tensor:
+    return (ref.exp() * (ref - logits.log_softmax(-1))).sum(-1).mean(-1)
+
+
+def _logprob(logits: Tensor, targets: Tensor) -> Tensor:
+    return logits.log_softmax(-1).gather(-1, targets[..., None])[..., 0].mean(-1)
+
+
+def _neg_logprob(logits: Tensor, targets: Tensor) -> Tensor:
+    return -_logprob(logits, targets)
+
+
+def kl_readout(reference_logits: Tensor, positions: Tensor) -> LogitReadout:
+    """KL(reference || patched) over the whole vocabulary, averaged over ``positions``
+    ``[batch, P]`` (ACDC's and MIB's faithfulness metric; lower = closer to the reference).
+    ``reference_logits`` is ``[batch, P, d_vocab]`` at those positions (e.g. the clean run)."""
+    return LogitReadout(None, _kl, _as_matrix(positions), reference_logits.log_softmax(-1))
+
+
+def logprob_readout(target_ids: Tensor, positions: Tensor) -> LogitReadout:
+    """Mean log-probability of ``target_ids`` ``[batch, P]`` at ``positions`` ``[batch, P]``
+    (needs the whole vocabulary for the normaliser)."""
+    return LogitReadout(None, _logprob, _as_matrix(positions), _as_matrix(target_ids))
+
+
+def loss_readout(tokens: Tensor, positions: Tensor | None = None) -> LogitReadout:
+    """Next-token loss (mean negative log-probability) at ``positions`` ``[batch, P]``
+    (default: every position but the last), predicting the token after each."""
+    if positions is None:
+        positions = torch.arange(tokens.shape[1] - 1).expand(tokens.shape[0], -1)
+    positions = _as_matrix(positions)
+    return LogitReadout(None, _neg_logprob, positions, tokens.gather(1, positions + 1))
 
 
 # -- the forward pieces -------------------------------------------------------------------------
@@ -222,15 +287,15 @@ def block(
 def last_block_at(
     w: ModelWeights, x: Tensor, pos: Tensor, prefix: tuple[Tensor, Tensor] | None = None
 ) -> Tensor:
-    """The final block evaluated only at one query position per row: returns ``[n, d]``.
+    """The final block evaluated only at the read-out positions: returns ``[n, P, d]``.
 
-    Keys and values are still needed at every position, but the query, attention output
-    and MLP are computed for the read-out position alone. ``pos`` indexes ``x``'s positions;
-    ``prefix`` (keys, values) covers positions before them.
+    Keys and values are still needed at every position, but the queries, attention output
+    and MLP are computed for the read-out positions alone. ``pos`` ``[n, P]`` indexes ``x``'s
+    positions; ``prefix`` (keys, values) covers positions before them.
     """
     layer = w.n_layers - 1
     n, t, _ = x.shape
-    rows = torch.arange(n, device=x.device)
+    rows = torch.arange(n, device=x.device)[:, None]
     lw = w.layers[layer]
     start = 0 if prefix is None else prefix[0].shape[2]
     h = norm(x, lw.ln1).reshape(n * t, -1)
@@ -238,12 +303,14 @@ def last_block_at(
     v = heads(w, project(lw, "v", h), n, t)
     if start:
         k, v = torch.cat([prefix[0], k], dim=2), torch.cat([prefix[1], v], dim=2)  # type: ignore[index]
-    x_pos = x[rows, pos]
-    q = project(lw, "q", norm(x_pos, lw.ln1)).view(n, w.n_heads, 1, w.d_head)
-    q = rotate(w, q, positions=pos + start)
+    x_pos = x[rows, pos]  # [n, P, d]
+    p = pos.shape[1]
+    q = heads(w, project(lw, "q", norm(x_pos, lw.ln1).reshape(n * p, -1)), n, p)
+    if w.rope is not None:
+        q = w.rope.apply(q, (pos + start)[:, None, :])
     k_pos = torch.arange(start + t, device=x.device)
-    allowed = _allowed(w, layer, (pos + start)[:, None], k_pos)[:, None]  # [n, 1, 1, keys]
-    a = attn_out(w, layer, _attention(w, layer, q, k, v, allowed))[:, 0]
+    allowed = _allowed(w, layer, pos + start, k_pos)[:, None]  # [n, 1, P, keys]
+    a = attn_out(w, layer, _attention(w, layer, q, k, v, allowed))
     if w.parallel:
         return x_pos + a + mlp(w, layer, x_pos)
     x_pos = x_pos + a
@@ -256,12 +323,26 @@ def final_logits(w: ModelWeights, final_resid: Tensor) -> Tensor:
     return soft_cap(out if w.b_u is None else out + w.b_u, w.logit_soft_cap)
 
 
-def read_logits(w: ModelWeights, final_resid: Tensor, token_ids: Tensor) -> Tensor:
-    """Logits of the named columns only: ``[n, d] x [n, k] -> [n, k]``."""
+def read_logits(w: ModelWeights, final_resid: Tensor, token_ids: Tensor | None) -> Tensor:
+    """Logits of the named columns only, ``[n, P, d] x [n, k] -> [n, P, k]`` (all columns,
+    ``[n, P, d_vocab]``, with ``token_ids`` None)."""
+    if token_ids is None:
+        return final_logits(w, final_resid)
     h = norm(final_resid, w.ln_final)
     cols = w.w_u.T[token_ids]  # [n, k, d]
-    out = torch.einsum("nd,nkd->nk", h, cols)
-    return soft_cap(out if w.b_u is None else out + w.b_u[token_ids], w.logit_soft_cap)
+    out = torch.einsum("npd,nkd->npk", h, cols)
+    return soft_cap(out if w.b_u is None else out + w.b_u[token_ids][:, None], w.logit_soft_cap)
+
+
+def readout_metric(w: ModelWeights, readout: LogitReadout, final_resid: Tensor, repeats: int = 1) -> Tensor:
+    """The readout's metric from final residuals at its positions ``[repeats * batch, P, d]``
+    (runs stacked run-major), as ``[repeats * batch]``."""
+    ids = None if readout.token_ids is None else readout.token_ids.repeat(repeats, 1)
+    logits = read_logits(w, final_resid, ids)
+    if repeats == 1:
+        return readout.apply(logits)
+    batch = logits.shape[0] // repeats
+    return torch.cat([readout.apply(logits[i * batch : (i + 1) * batch]) for i in range(repeats)])
 
 
 @dataclass
@@ -372,7 +453,7 @@ def resume_from_mid(
     memory stays bounded however many runs are asked for.
     """
     runs, batch, t, _ = deltas.shape
-    pos = readout.positions_for(batch, t).to(deltas.device)
+    pos = readout.positions_for(batch, t).to(deltas.device)  # [batch, P]
     start = min(start, int(pos.min()))
     per_chunk = max(1, max_rows // (batch * (t - start)))
     per_chunk = -(-runs // -(-runs // per_chunk))  # same number of chunks, balanced sizes
@@ -383,9 +464,9 @@ def resume_from_mid(
         x = mid_after_attn_change(w, layer, base, d, start).reshape(r * batch, t - start, -1)
         if w.parallel:
             x = x + base.mlp_out[layer][:, start:].repeat(r, 1, 1)
-        rpos = pos.repeat(r) - start
+        rpos = pos.repeat(r, 1) - start
         if layer == w.n_layers - 1:
-            rows = torch.arange(r * batch, device=x.device)
+            rows = torch.arange(r * batch, device=x.device)[:, None]
             final = x[rows, rpos]
             if not w.parallel:
                 final = final + mlp(w, layer, final)
@@ -395,8 +476,7 @@ def resume_from_mid(
             for later in range(layer + 1, w.n_layers - 1):
                 x = block(w, later, x, base.prefix(later, start, r))
             final = last_block_at(w, x, rpos, base.prefix(w.n_layers - 1, start, r))
-        logits = read_logits(w, final, readout.token_ids.repeat(r, 1))
-        out.append(readout.fn(logits).view(r, batch))
+        out.append(readout_metric(w, readout, final, r).view(r, batch))
     return torch.cat(out)
 
 
@@ -406,4 +486,4 @@ def metric_from_tokens(w: ModelWeights, tokens: Tensor, readout: LogitReadout) -
     for layer in range(w.n_layers - 1):
         x = block(w, layer, x)
     pos = readout.positions_for(tokens.shape[0], tokens.shape[1]).to(x.device)
-    return readout.fn(read_logits(w, last_block_at(w, x, pos), readout.token_ids))
+    return readout_metric(w, readout, last_block_at(w, x, pos))

@@ -38,7 +38,7 @@ from mikb.methods._fast_forward import (
     extract_weights,
     mlp,
     qkv,
-    read_logits,
+    readout_metric,
     run_with_cache,
 )
 
@@ -91,8 +91,7 @@ def _corrupted_forward_with_grads(
     final = x
     batch, seq = tokens.shape
     pos = readout.positions_for(batch, seq).to(x.device)
-    logits = read_logits(w, final[torch.arange(batch), pos], readout.token_ids)
-    metric = readout.fn(logits).mean()
+    metric = readout_metric(w, readout, final[torch.arange(batch)[:, None], pos]).mean()
     inputs = zs + [t for triple in qkvs for t in triple] + [final]
     grads = torch.autograd.grad(metric, inputs, allow_unused=True)
     n = w.n_layers
@@ -135,10 +134,7 @@ def attribution_patching(
         parts = []
         for first in range(0, batch, examples_per_pass):
             sl = slice(first, first + examples_per_pass)
-            sub = LogitReadout(
-                readout.token_ids[sl], readout.fn,
-                None if readout.positions is None else readout.positions[sl],
-            )
+            sub = readout.subset(sl)
             n = len(range(batch)[sl])
             parts.append((n / batch, attribution_patching(
                 w, clean_tokens[sl], corrupted_tokens[sl], sub, edges=edges)))

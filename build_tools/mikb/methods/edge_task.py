@@ -144,8 +144,10 @@ class EdgeTask:
             else:
                 layer, head = (int(x) for x in node[1:].split(".h"))
                 norm_params, read = w.layers[layer].ln1, f._qkv_w[layer][c][head]
-            if norm_params is not None:
+            if norm_params is not None and norm_params.kind == "layer":
                 out[i] = bool((d - d.mean(-1, keepdim=True)).abs().max() > tol)
+            elif norm_params is not None:  # RMSNorm keeps a change constant across d_model
+                out[i] = bool(d.abs().max() > tol)
             else:
                 out[i] = bool((d @ read).abs().max() > tol)
         return out

@@ -25,7 +25,16 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from mikb.methods._fast_forward import ModelWeights, extract_weights, norm
+from mikb.methods._fast_forward import (
+    ModelWeights,
+    embed,
+    extract_weights,
+    final_logits,
+    mlp,
+    norm,
+    rotate,
+    soft_cap,
+)
 
 QKV = ("q", "k", "v")
 
@@ -37,11 +46,25 @@ class Graph:
     n_layers: int
     n_heads: int
     has_mlp: bool = True
+    parallel: bool = False  # the MLP of layer L reads the residual before layer L's heads
 
     @classmethod
     def from_model(cls, model: torch.nn.Module) -> Graph:
         cfg = model.cfg
         return cls(int(cfg.n_layers), int(cfg.n_heads), not bool(getattr(cfg, "attn_only", False)))
+
+    @classmethod
+    def from_weights(cls, w: ModelWeights) -> Graph:
+        return cls(w.n_layers, w.n_heads, w.layers[0].w_in is not None, w.parallel)
+
+    def feeds(self, writer: str, reader: str) -> bool:
+        """Whether ``writer``'s output is in ``reader``'s input (forward order, and in a
+        parallel block the MLP does not see its own layer's heads)."""
+        if not self.slot(writer) < self.slot(reader):
+            return False
+        if self.parallel and reader.startswith("m") and writer.startswith("a"):
+            return writer.split(".")[0][1:] != reader[1:]
+        return True
 
     @cached_property
     def writers(self) -> tuple[str, ...]:
@@ -84,7 +107,7 @@ class Graph:
         out = []
         for r, (node, c) in enumerate(self.readers):
             for w, writer in enumerate(self.writers):
-                if self.slot(writer) < self.slot(node):
+                if self.feeds(writer, node):
                     out.append((edge_id(writer, node, c), w, r))
         return tuple(out)
 
@@ -144,21 +167,33 @@ class GraphForward:
     def __init__(self, model: torch.nn.Module | ModelWeights, graph: Graph | None = None,
                  causal: bool | None = None):
         self.w = model if isinstance(model, ModelWeights) else extract_weights(model, bidirectional_ok=True)
-        self.w.require_gpt2_like("the discovery graph (ACDC, EAP, EAP-IG, exact edge patching)")
+        if any(lw.attn_post is not None for lw in self.w.layers):
+            # With a norm after the attention sum, a head's write depends on the other
+            # heads' writes, so heads are not separate writers of the residual stream.
+            raise NotImplementedError("the discovery graph (ACDC, EAP, EAP-IG, exact edge patching) does not "
+                                      "support a post-attention norm (Gemma 2): heads are not separate writers there")
         if graph is None:
-            graph = Graph(self.w.n_layers, self.w.n_heads, self.w.layers[0].w_in is not None)
+            graph = Graph.from_weights(self.w)
+        if graph.parallel != self.w.parallel:
+            raise ValueError("the graph's block layout (parallel or not) differs from the model's")
         self.graph = graph
         if causal is None:
             causal = getattr(getattr(model, "cfg", None), "attention_dir", "causal") != "bidirectional"
         self.causal = causal
-        H, dh = self.w.n_heads, self.w.d_head
-        self._qkv_w = [{c: self.w.per_head(la, c) for c in QKV} for la in range(self.w.n_layers)]
-        self._qkv_b = [{c: getattr(self.w.layers[la], f"b_{c}").view(H, dh) for c in QKV}
+        H, dh, group = self.w.n_heads, self.w.d_head, self.w.group
+        # With grouped-query attention the shared key/value projection is applied to each
+        # query head's own input: k and v edges are per query head, as in MHA, and the model
+        # is recovered whenever a group's inputs agree (always, with the mask all ones).
+        self._qkv_w = [{c: self.w.per_head(la, c).repeat_interleave(1 if c == "q" else group, 0)
+                        for c in QKV} for la in range(self.w.n_layers)]
+        self._qkv_b = [{c: getattr(self.w.layers[la], f"b_{c}").view(-1, dh)
+                        .repeat_interleave(1 if c == "q" else group, 0) for c in QKV}
                        for la in range(self.w.n_layers)]
+        assert all(self._qkv_w[la][c].shape[0] == H for la in range(self.w.n_layers) for c in QKV)
         self._wo = [self.w.w_o_per_head(la) for la in range(self.w.n_layers)]
 
     def embed(self, tokens: Tensor) -> Tensor:
-        return self.w.w_e[tokens] + self.w.w_pos[: tokens.shape[1]]
+        return embed(self.w, tokens)
 
     def writer_outputs(self, tokens: Tensor) -> Tensor:
         """Every writer's output on unpatched prompts, ``[n_writers, batch, pos, d_model]``."""
@@ -234,22 +269,26 @@ class GraphForward:
             lw = w.layers[la]
             proj = {}
             for c in QKV:
-                x = norm(gather(H), lw.ln1, w.eps)  # [H, N, t, d]
+                x = norm(gather(H), lw.ln1)  # [H, N, t, d]
                 proj[c] = torch.einsum("hntd,hdk->nhtk", x, self._qkv_w[la][c]) + \
                     self._qkv_b[la][c][None, :, None, :]
-            scores = proj["q"] @ proj["k"].transpose(-1, -2) / lw.attn_scale
+            if g.parallel and g.has_mlp:
+                mlp_in = gather(1)[0]  # the MLP reads the block input, not its heads
+            scores = rotate(w, proj["q"]) @ rotate(w, proj["k"]).transpose(-1, -2) / lw.attn_scale
+            scores = soft_cap(scores, w.attn_soft_cap)
             if self.causal:
-                allowed = torch.ones(t, t, dtype=torch.bool).tril()
+                pos = torch.arange(t, device=scores.device)
+                diff = pos[:, None] - pos[None, :]
+                allowed = diff >= 0
+                if lw.window is not None:
+                    allowed = allowed & (diff < lw.window)
                 scores = scores.masked_fill(~allowed, float("-inf"))
             z = scores.softmax(-1) @ proj["v"]  # [N, H, t, dh]
             emit(list(torch.einsum("nhtk,hkd->hntd", z, self._wo[la]).unbind(0)))
             const = const + lw.b_o
             if g.has_mlp:
-                x = norm(gather(1)[0], lw.ln2, w.eps)
-                hidden = x @ lw.w_in + lw.b_in
-                emit([w.act(hidden) @ lw.w_out + lw.b_out])
-        final = norm(gather(1)[0], w.ln_final, w.eps)
-        logits = final @ w.w_u
-        if w.b_u is not None:
-            logits = logits + w.b_u
+                if not g.parallel:
+                    mlp_in = gather(1)[0]
+                emit([mlp(w, la, mlp_in)])
+        logits = final_logits(w, gather(1)[0])
         return Run(logits, torch.stack(outs) if keep else None, reader_in if keep else None)
