@@ -9,6 +9,7 @@ head attend more to the name that earlier layers already predict (logit lens on 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -167,3 +168,93 @@ def cspa(
     kl_mean, kl_cspa = kl(mean_logits), kl(cspa_logits)
     return {"kl_mean_ablation": kl_mean, "kl_cspa": kl_cspa,
             "fraction_explained": 1.0 - kl_cspa / kl_mean if kl_mean > 0 else float("nan")}
+
+
+def cspa_paper(
+    model: Any, tokens: torch.Tensor, means: dict, layer: int, head: int, k_frac: float = 0.05,
+) -> dict[str, float]:
+    """CSPA as mcdougall2023copysuppression define it (Section 3.3.1), with its two halves.
+
+    Direct effect only: the head's write to the final residual stream is replaced (the final
+    LayerNorm scale kept from the clean run); later layers see the clean head. The head's
+    output at destination d is a sum over sources s of attention-weighted writes; the baseline
+    for each (d, s) is the head's mean output at d weighted by the same attention.
+      * QK half: at each d, keep the ceil(k_frac * (d + 1)) sources (first occurrences ranked,
+        every occurrence kept) whose token the logit lens of the head's input at d predicts most;
+        every other source's write becomes its baseline;
+      * OV half: a write's difference from its baseline is projected onto the unembedding of
+        the source's own token and only a negative component is kept;
+      * CSPA = both; "ov" = the OV half at every source; "qk" = the QK half alone.
+    Effect explained = 1 - KL(clean || ablation) / KL(clean || mean ablation of the direct
+    effect), averaged over every position. Flags: single-token projections (the paper also
+    projects onto semantically similar tokens) and no function-word mask on the sources.
+    """
+    from mikb.methods.hooks import z_name
+
+    n_layers = model.cfg.n_layers
+    final = f"blocks.{n_layers - 1}.hook_resid_post"
+    names = {z_name(layer), f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.attn.hook_pattern",
+             f"blocks.{layer}.attn.hook_v", final, "ln_final.hook_scale"}
+    with torch.no_grad():
+        clean_logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+        seq = tokens.shape[1]
+        ln = getattr(model, "ln_final", None)
+        scale = cache["ln_final.hook_scale"] if "ln_final.hook_scale" in cache else None
+        resid_final = cache[final]
+
+        frozen = scale is not None and hasattr(ln, "w") and hasattr(ln, "b")
+
+        def to_logits(resid: torch.Tensor) -> torch.Tensor:
+            if frozen:
+                x = resid - resid.mean(-1, keepdim=True)
+                x = x / scale * ln.w + ln.b
+            else:
+                x = _maybe(ln, resid)
+            return x @ model.W_U + model.b_U
+
+        w_o = model.blocks[layer].attn.W_O[head]
+        pattern = cache[f"blocks.{layer}.attn.hook_pattern"][:, head]  # [b, dst, src]
+        v = cache[f"blocks.{layer}.attn.hook_v"][:, :, head]  # [b, src, d_head]
+        per_src = pattern[..., None] * (v @ w_o)[:, None, :, :]  # [b, dst, src, d_model]
+        orig = per_src.sum(2)
+        mean_res = means[layer][None, :seq, head] @ w_o  # [1, dst, d_model]
+        base = pattern[..., None] * mean_res[:, :, None, :]  # [b, dst, src, d_model]
+
+        lens = _maybe(ln, cache[f"blocks.{layer}.hook_resid_pre"]) @ model.W_U  # [b, dst, vocab]
+        b_n = tokens.shape[0]
+        src_tok = tokens[:, None, :].expand(-1, seq, -1)
+        score = lens.gather(-1, src_tok)  # [b, dst, src]: prediction at dst of src's token
+        causal = torch.ones(seq, seq, dtype=torch.bool).tril()
+        score = score.masked_fill(~causal, float("-inf"))
+        first = torch.zeros_like(tokens, dtype=torch.bool)
+        for i in range(seq):
+            first[:, i] = ~(tokens[:, :i] == tokens[:, i:i + 1]).any(1)
+        ranked = score.masked_fill(~first[:, None, :], float("-inf"))
+        keep = torch.zeros(b_n, seq, seq, dtype=torch.bool)
+        for d in range(seq):
+            k = min(math.ceil(k_frac * (d + 1)), d + 1)
+            thr = ranked[:, d].topk(k, dim=-1).values[:, -1:]
+            keep[:, d] = (score[:, d] >= thr - 1e-6) & causal[d][None, :]
+
+        u = model.W_U[:, src_tok].permute(1, 2, 3, 0)  # [b, dst, src, d_model]
+        u_hat = u / u.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+        coef = ((per_src - base) * u_hat).sum(-1, keepdim=True).clamp(max=0.0)
+        ov = base + coef * u_hat
+        variants = {
+            "cspa": torch.where(keep[..., None], ov, base).sum(2),
+            "ov": ov.sum(2),
+            "qk": torch.where(keep[..., None], per_src, base).sum(2),
+        }
+        p = clean_logits.log_softmax(-1)
+
+        def kl(new_head_out: torch.Tensor) -> float:
+            q = to_logits(resid_final - orig + new_head_out).log_softmax(-1)
+            return (p.exp() * (p - q)).sum(-1).mean().item()
+
+        kl_mean = kl(mean_res.expand_as(orig))
+        out = {"kl_mean_ablation": kl_mean, "final_ln_scale_frozen": float(frozen)}
+        for name, new in variants.items():
+            kv = kl(new)
+            out[f"kl_{name}"] = kv
+            out[f"{name}_fraction_explained"] = 1.0 - kv / kl_mean if kl_mean > 0 else float("nan")
+    return out
