@@ -68,3 +68,12 @@ def test_cspa_halves_on_the_planted_model():
     # Keeping every source's whole write is no ablation at all.
     full = cspa_paper(model, ds.tokens, means, 4, 5, k_frac=1.0)
     assert abs(full["kl_qk"]) < 1e-3 * full["kl_mean_ablation"] + 1e-7
+    # Per-position summaries: the top percentile and the loss versions of the ratio.
+    from mikb.methods.copy_suppression import cspa_token_summary
+
+    tok = cspa_paper(model, ds.tokens, means, 4, 5, per_token=True)["per_token"]
+    assert tok["kl_mean"].shape == ds.tokens.shape
+    assert tok["loss_cspa"].shape == (len(ds), ds.tokens.shape[1] - 1)
+    summ = cspa_token_summary(tok)
+    assert summ["top_percentile_positions"] == 2  # ceil(1% of 8 x 16 positions)
+    assert 0.9 < summ["top_percentile_fraction_explained"] < 1.1

@@ -116,8 +116,9 @@ def test_scripts_run_on_gpt2_architecture(circuit_id, tmp_path, monkeypatch):
     assert set(m["discovered_components"]) and "ground_truth_components" not in m
     # Every claim's metric is recorded and finite on the gpt2-small path, except those that
     # need data the quick offline run does not have (OpenWebText for CSPA).
-    offline_only = {"cspa_owt_fraction_explained", "cspa_owt_ov_only_fraction_explained",
-                    "cspa_owt_qk_only_fraction_explained"}
+    offline_only = {f"cspa_owt_{k}fraction_explained"
+                    for k in ("", "ov_only_", "qk_only_", "top_percentile_", "net_loss_",
+                              "abs_loss_")}
     for claim in entry(circuit_id)["claims"]:
         if claim["metric"] in offline_only:
             continue

@@ -22,6 +22,7 @@ from mikb.methods.copy_suppression import (
     ablation_effect,
     attends_to_predicted,
     cspa_paper,
+    cspa_token_summary,
     ov_copy_scores,
 )
 from mikb.methods.dla import head_dla
@@ -94,7 +95,9 @@ def run(ctx: ReproContext) -> None:
         main = ev_neg[0]
         ctx.metric("cspa_head", head_label(main))
         sub = ds.subset(list(range(min(int(p["cspa_prompts"]), len(ds)))))
-        res = cspa_paper(model, sub.tokens, s.means, *main, k_frac=float(p["cspa_source_frac"]))
+        res = cspa_paper(model, sub.tokens, s.means, *main, k_frac=float(p["cspa_source_frac"]),
+                         per_token=True)
+        res.update(cspa_token_summary(res.pop("per_token")))
         for key, val in _cspa_names(res).items():
             ctx.metric(f"cspa_ioi_{key}", val)
         owt = _owt_tokens(ctx, model) if paper and p["owt_dataset"] else None
@@ -152,14 +155,19 @@ def _batched_cspa(model, tokens: torch.Tensor, layer: int, head: int, k_frac: fl
     (equal lengths, so equal weights per position) before the ratios are taken."""
     means = head_means(model, tokens)
     sums: dict[str, float] = {}
+    per_token: dict[str, list[torch.Tensor]] = {}
     for i in range(0, len(tokens), batch):
-        r = cspa_paper(model, tokens[i:i + batch], means, layer, head, k_frac=k_frac)
+        r = cspa_paper(model, tokens[i:i + batch], means, layer, head, k_frac=k_frac,
+                       per_token=True)
+        for key, val in r.pop("per_token").items():
+            per_token.setdefault(key, []).append(val)
         w = len(tokens[i:i + batch]) / len(tokens)
         for key, val in r.items():
             if key.startswith("kl_") or key == "final_ln_scale_frozen":
                 sums[key] = sums.get(key, 0.0) + w * val
-    out = dict(sums)
+    out: dict = dict(sums)
     for name in ("cspa", "ov", "qk"):
         out[f"{name}_fraction_explained"] = (1.0 - sums[f"kl_{name}"] / sums["kl_mean_ablation"]
                                              if sums["kl_mean_ablation"] > 0 else None)
+    out.update(cspa_token_summary({k: torch.cat(v) for k, v in per_token.items()}))
     return out

@@ -172,7 +172,8 @@ def cspa(
 
 def cspa_paper(
     model: Any, tokens: torch.Tensor, means: dict, layer: int, head: int, k_frac: float = 0.05,
-) -> dict[str, float]:
+    per_token: bool = False,
+) -> dict[str, Any]:
     """CSPA as mcdougall2023copysuppression define it (Section 3.3.1), with its two halves.
 
     Direct effect only: the head's write to the final residual stream is replaced (the final
@@ -186,7 +187,9 @@ def cspa_paper(
         the source's own token and only a negative component is kept;
       * CSPA = both; "ov" = the OV half at every source; "qk" = the QK half alone.
     Effect explained = 1 - KL(clean || ablation) / KL(clean || mean ablation of the direct
-    effect), averaged over every position. Flags: single-token projections (the paper also
+    effect), averaged over every position. With `per_token`, the per-position KL divergences
+    and next-token losses of the clean run, the mean ablation and CSPA come back as tensors too
+    (for `cspa_token_summary`). Flags: single-token projections (the paper also
     projects onto semantically similar tokens) and no function-word mask on the sources.
     """
     from mikb.methods.hooks import z_name
@@ -247,14 +250,46 @@ def cspa_paper(
         }
         p = clean_logits.log_softmax(-1)
 
-        def kl(new_head_out: torch.Tensor) -> float:
-            q = to_logits(resid_final - orig + new_head_out).log_softmax(-1)
-            return (p.exp() * (p - q)).sum(-1).mean().item()
+        nxt = tokens[:, 1:, None]
+        tok_kl: dict[str, torch.Tensor] = {}
+        tok_loss = {"clean": -p[:, :-1].gather(-1, nxt)[..., 0]}
 
-        kl_mean = kl(mean_res.expand_as(orig))
-        out = {"kl_mean_ablation": kl_mean, "final_ln_scale_frozen": float(frozen)}
+        def kl(name: str, new_head_out: torch.Tensor) -> float:
+            q = to_logits(resid_final - orig + new_head_out).log_softmax(-1)
+            tok_kl[name] = (p.exp() * (p - q)).sum(-1)
+            tok_loss[name] = -q[:, :-1].gather(-1, nxt)[..., 0]
+            return tok_kl[name].mean().item()
+
+        kl_mean = kl("mean", mean_res.expand_as(orig))
+        out: dict[str, Any] = {"kl_mean_ablation": kl_mean, "final_ln_scale_frozen": float(frozen)}
         for name, new in variants.items():
-            kv = kl(new)
+            kv = kl(name, new)
             out[f"kl_{name}"] = kv
             out[f"{name}_fraction_explained"] = 1.0 - kv / kl_mean if kl_mean > 0 else float("nan")
+    if per_token:
+        out["per_token"] = {"kl_mean": tok_kl["mean"], "kl_cspa": tok_kl["cspa"],
+                            "loss_clean": tok_loss["clean"], "loss_mean": tok_loss["mean"],
+                            "loss_cspa": tok_loss["cspa"]}
     return out
+
+
+def cspa_token_summary(per_token: dict[str, torch.Tensor], top_frac: float = 0.01
+                       ) -> dict[str, float | None]:
+    """Effect explained by CSPA on the positions where mean ablation moves the output most (the
+    top `top_frac` by KL, the paper's maximal percentile, Section 3.3.2), and by two loss
+    versions of the ratio (Appendix J.2): 1 - mean(L_cspa - L) / mean(L_mean - L) (net) and the
+    same with absolute differences."""
+    kl_m, kl_c = per_token["kl_mean"].flatten(), per_token["kl_cspa"].flatten()
+    n_top = max(1, math.ceil(top_frac * kl_m.numel()))
+    top = kl_m.topk(n_top).indices
+    den = kl_m[top].mean().item()
+    d_mean = (per_token["loss_mean"] - per_token["loss_clean"]).flatten()
+    d_cspa = (per_token["loss_cspa"] - per_token["loss_clean"]).flatten()
+    net, absd = d_mean.mean().item(), d_mean.abs().mean().item()
+    return {
+        "top_percentile_fraction_explained": 1.0 - kl_c[top].mean().item() / den if den > 0 else None,
+        "top_percentile_positions": n_top,
+        "net_loss_fraction_explained": 1.0 - d_cspa.mean().item() / net if net != 0 else None,
+        "abs_loss_fraction_explained": (1.0 - d_cspa.abs().mean().item() / absd
+                                        if absd > 0 else None),
+    }
