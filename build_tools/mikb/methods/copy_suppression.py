@@ -4,7 +4,8 @@ Three checks, each a number: (1) OV: pushed through the head's OV circuit and un
 name token's effective embedding lower that same name's logit (negative copying score, the
 paper's Section 3.1 / wang2022ioi's copy score with the sign flipped)? (2) QK: at END, does the
 head attend more to the name that earlier layers already predict (logit lens on its input)?
-(3) Effect: how much does mean-ablating the head raise the logit difference?
+(3) Effect: how much does mean-ablating the head raise the logit difference? And (4) the
+paper's copy-suppression-preserving ablation (CSPA, its Section 3.3), `cspa_paper`.
 """
 
 from __future__ import annotations
@@ -109,65 +110,6 @@ def ov_copy_scores(
             hit = (top == name_ids[:, None]).any(-1) & _writes_something(o, emb)
             out[(layer, head)] = hit.float().mean().item()
     return out
-
-
-def cspa(
-    model: Any, tokens: torch.Tensor, means: dict, layer: int, head: int, top_k: int = 5,
-) -> dict[str, float]:
-    """Copy-suppression-preserving ablation (CSPA) of one head, after mcdougall2023copysuppression.
-
-    Our version of the idea: keep only the part of the head's output that is copy suppression
-    and mean-ablate the rest. At each destination d, for each source s whose token is among the
-    top-`top_k` predictions at d of the residual stream the head reads (logit lens), keep the
-    head's value-weighted write from s projected onto minus the unembedding of that token (its
-    negative component only); every other source's write is replaced by the head's mean output.
-    Returns KL(clean || ablated) for mean ablation and for CSPA, and the fraction of the mean
-    ablation's KL that CSPA removes: 1 - KL_cspa / KL_mean (1 = copy suppression is all the head
-    does on these tokens). Flags: mean over the reference set given by `means`; projections onto
-    single-token unembedding directions (the paper also allows semantically similar tokens).
-    """
-    from mikb.methods.hooks import z_name
-
-    names = [z_name(layer), f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.attn.hook_pattern",
-             f"blocks.{layer}.attn.hook_v"]
-    with torch.no_grad():
-        clean_logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
-        resid = cache[names[1]]  # [b, pos, d]
-        lens = _maybe(getattr(model, "ln_final", None), resid) @ model.W_U  # [b, pos, vocab]
-        pred = lens.topk(top_k, dim=-1).indices  # [b, d_pos, k]
-        pattern = cache[names[2]][:, head]  # [b, dst, src]
-        v = cache[names[3]][:, :, head]  # [b, src, d_head]
-        w_o = model.blocks[layer].attn.W_O[head]  # [d_head, d_model]
-        per_src = pattern[..., None] * (v @ w_o)[:, None, :, :]  # [b, dst, src, d_model]
-        src_tok = tokens[:, None, :].expand(-1, tokens.shape[1], -1)  # [b, dst, src]
-        keep = (src_tok[..., None] == pred[:, :, None, :]).any(-1)  # source token predicted at dst
-        u = model.W_U[:, src_tok].permute(1, 2, 3, 0)  # [b, dst, src, d_model]
-        u_hat = u / u.norm(dim=-1, keepdim=True).clamp_min(1e-9)
-        coef = (per_src * u_hat).sum(-1).clamp(max=0.0)  # negative component only
-        kept = (coef[..., None] * u_hat * keep[..., None]).sum(2)  # [b, dst, d_model]
-        mean_out = means[layer][None, : tokens.shape[1], head] @ w_o  # [1, pos, d_model]
-
-        def resid_hook(kind: str):
-            actual = (cache[names[0]][:, :, head] @ w_o)
-
-            def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
-                repl = mean_out if kind == "mean" else mean_out + kept
-                return x - actual + repl
-
-            return hook
-
-        post = f"blocks.{layer}.hook_resid_post"
-        mean_logits = model.run_with_hooks(tokens, fwd_hooks=[(post, resid_hook("mean"))])
-        cspa_logits = model.run_with_hooks(tokens, fwd_hooks=[(post, resid_hook("cspa"))])
-
-    def kl(logits: torch.Tensor) -> float:
-        p = clean_logits.log_softmax(-1)
-        q = logits.log_softmax(-1)
-        return (p.exp() * (p - q)).sum(-1).mean().item()
-
-    kl_mean, kl_cspa = kl(mean_logits), kl(cspa_logits)
-    return {"kl_mean_ablation": kl_mean, "kl_cspa": kl_cspa,
-            "fraction_explained": 1.0 - kl_cspa / kl_mean if kl_mean > 0 else float("nan")}
 
 
 def cspa_paper(
