@@ -45,7 +45,14 @@ def test_ioi_finds_all_seven_classes_and_the_value_path(runs):
     assert len(m["discovered_components"]) == 7
     assert m["dup_ind_to_sinh_values_total"] < -0.1  # V-composition carries the signal
     assert abs(m["dup_ind_to_sinh_keys_total"]) < 1e-6  # the keys do not
-    assert m["sinh_position_signal_share"] > 0.5
+    assert m["sinh_signal_fit_position_share"] > 0.5  # the paper's six-dataset fit
+    # Patching from the clean prompts themselves changes nothing.
+    grid = m["sinh_signal_grid_logit_diff"]
+    assert abs(grid["token_original__position_original"] - m["logit_diff_clean"]) < 1e-4
+    assert len(grid) == 6
+    # Adversarial prompts: IO repeated once more (one sentence fits the planted context).
+    assert m["adversarial_sentences_used"] == 1
+    assert abs(m["adversarial_clean_logit_diff"] - m["logit_diff_clean"]) < 1e-4
 
 
 def test_backup_behaviour_is_described(runs):
@@ -109,7 +116,9 @@ def test_scripts_run_on_gpt2_architecture(circuit_id, tmp_path, monkeypatch):
     assert set(m["discovered_components"]) and "ground_truth_components" not in m
     # Every claim's metric is recorded and finite on the gpt2-small path, except those that
     # need data the quick offline run does not have (OpenWebText for CSPA).
-    offline_only = {"cspa_owt_fraction_explained"}
+    offline_only = {f"cspa_owt_{k}fraction_explained"
+                    for k in ("", "ov_only_", "qk_only_", "top_percentile_", "net_loss_",
+                              "abs_loss_")}
     for claim in entry(circuit_id)["claims"]:
         if claim["metric"] in offline_only:
             continue

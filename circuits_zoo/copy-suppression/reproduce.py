@@ -6,8 +6,9 @@ its direct effect on the IOI logit difference is negative; a name mover when it 
 (positive copy score) with a positive direct effect. Then, for the evaluated heads (the paper's
 10.7 and 11.10 on GPT-2 small, the discovered ones elsewhere): the QK side (at END the head
 attends to the name earlier layers predict, by logit lens), the effect of mean-ablating them,
-and a copy-suppression-preserving ablation (CSPA): how much of the head's effect survives when
-everything but its copy-suppression part is mean-ablated. The paper's CSPA figure is measured on
+and a copy-suppression-preserving ablation (CSPA, the paper's Section 3.3.1, with its OV and QK
+halves also alone): how much of the head's direct effect survives when everything but its
+copy-suppression part is mean-ablated. The paper's CSPA figure is measured on
 OpenWebText; the script measures it there only when that text is available (gpt2-small, full
 runs, `owt_dataset`), and on IOI prompts always.
 """
@@ -17,7 +18,13 @@ from __future__ import annotations
 import torch
 from mikb.methods.ablation import FLAGS as ABLATION_FLAGS
 from mikb.methods.ablation import head_means
-from mikb.methods.copy_suppression import ablation_effect, attends_to_predicted, cspa, ov_copy_scores
+from mikb.methods.copy_suppression import (
+    ablation_effect,
+    attends_to_predicted,
+    cspa_paper,
+    cspa_token_summary,
+    ov_copy_scores,
+)
 from mikb.methods.dla import head_dla
 from mikb.methods.edge_scores import mib_graph
 from mikb.methods.hooks import all_heads, head_label
@@ -27,7 +34,7 @@ from mikb.reproduce import ReproContext, ScriptSpec
 SPEC = ScriptSpec(
     models=("gpt2-small", "planted-ioi"),
     params={"n_prompts": 100, "n_mean_prompts": 100, "top_k": 5, "copy_threshold": 0.5,
-            "dla_threshold": 0.05, "cspa_prompts": 50, "cspa_top_k": 5,
+            "dla_threshold": 0.05, "cspa_prompts": 50, "cspa_source_frac": 0.05,
             "owt_dataset": "stas/openwebtext-10k", "owt_sequences": 32, "owt_seq_len": 64},
     quick_params={"n_prompts": 8, "n_mean_prompts": 8, "cspa_prompts": 8, "owt_dataset": ""},
     description="Copy suppression: discovered negative heads, OV/QK checks, ablation, CSPA.",
@@ -88,14 +95,16 @@ def run(ctx: ReproContext) -> None:
         main = ev_neg[0]
         ctx.metric("cspa_head", head_label(main))
         sub = ds.subset(list(range(min(int(p["cspa_prompts"]), len(ds)))))
-        res = cspa(model, sub.tokens, s.means, *main, top_k=int(p["cspa_top_k"]))
-        for key, val in res.items():
+        res = cspa_paper(model, sub.tokens, s.means, *main, k_frac=float(p["cspa_source_frac"]),
+                         per_token=True)
+        res.update(cspa_token_summary(res.pop("per_token")))
+        for key, val in _cspa_names(res).items():
             ctx.metric(f"cspa_ioi_{key}", val)
         owt = _owt_tokens(ctx, model) if paper and p["owt_dataset"] else None
         if owt is not None:
             ctx.log(f"CSPA on {len(owt)} OpenWebText sequences")
-            res = _batched_cspa(model, owt, *main, top_k=int(p["cspa_top_k"]))
-            for key, val in res.items():
+            res = _batched_cspa(model, owt, *main, k_frac=float(p["cspa_source_frac"]))
+            for key, val in _cspa_names(res).items():
                 ctx.metric(f"cspa_owt_{key}", val)
 
     edges = [(v, "logits", None, dla[v].item(), v in found_neg + found_nm) for v in heads]
@@ -132,14 +141,33 @@ def _owt_tokens(ctx: ReproContext, model) -> torch.Tensor | None:
     return torch.tensor(seqs) if seqs else None
 
 
-def _batched_cspa(model, tokens: torch.Tensor, layer: int, head: int, top_k: int,
+def _cspa_names(res: dict) -> dict:
+    """Metric names: CSPA itself as `fraction_explained`, its halves as `ov_only_...`/`qk_only_...`."""
+    ren = {"cspa_fraction_explained": "fraction_explained",
+           "ov_fraction_explained": "ov_only_fraction_explained",
+           "qk_fraction_explained": "qk_only_fraction_explained"}
+    return {ren.get(k, k): v for k, v in res.items()}
+
+
+def _batched_cspa(model, tokens: torch.Tensor, layer: int, head: int, k_frac: float,
                   batch: int = 4) -> dict[str, float]:
+    """cspa_paper over batches of `tokens`: the KL divergences are averaged over all sequences
+    (equal lengths, so equal weights per position) before the ratios are taken."""
     means = head_means(model, tokens)
-    kl_mean = kl_cspa = 0.0
+    sums: dict[str, float] = {}
+    per_token: dict[str, list[torch.Tensor]] = {}
     for i in range(0, len(tokens), batch):
-        r = cspa(model, tokens[i:i + batch], means, layer, head, top_k=top_k)
+        r = cspa_paper(model, tokens[i:i + batch], means, layer, head, k_frac=k_frac,
+                       per_token=True)
+        for key, val in r.pop("per_token").items():
+            per_token.setdefault(key, []).append(val)
         w = len(tokens[i:i + batch]) / len(tokens)
-        kl_mean += w * r["kl_mean_ablation"]
-        kl_cspa += w * r["kl_cspa"]
-    return {"kl_mean_ablation": kl_mean, "kl_cspa": kl_cspa,
-            "fraction_explained": 1.0 - kl_cspa / kl_mean if kl_mean > 0 else None}
+        for key, val in r.items():
+            if key.startswith("kl_") or key == "final_ln_scale_frozen":
+                sums[key] = sums.get(key, 0.0) + w * val
+    out: dict = dict(sums)
+    for name in ("cspa", "ov", "qk"):
+        out[f"{name}_fraction_explained"] = (1.0 - sums[f"kl_{name}"] / sums["kl_mean_ablation"]
+                                             if sums["kl_mean_ablation"] > 0 else None)
+    out.update(cspa_token_summary({k: torch.cat(v) for k, v in per_token.items()}))
+    return out

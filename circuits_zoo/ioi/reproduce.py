@@ -10,7 +10,8 @@
 5. name movers mean-ablated: heads whose direct effect rises are backup name movers.
 Then it scores the discovered circuit (the paper's own circuit on GPT-2 small, the one place
 its head list is used): attention patterns, copy scores, the S-inhibition position/token signal
-split, the name-mover knock-out, faithfulness, completeness (class, random and greedy K),
+split (the paper's six-dataset protocol), the adversarial prompts with IO repeated, the
+name-mover knock-out, faithfulness, completeness (class, random and greedy K),
 minimality, the naive circuit, and the MLP0 knock-out where the model has MLPs.
 """
 
@@ -51,7 +52,8 @@ from mikb.methods.ioi_common import (
     setup,
     top_heads,
 )
-from mikb.methods.ioi_signals import signal_decomposition
+from mikb.methods.ioi_adversarial import adversarial_metrics
+from mikb.methods.ioi_signals import paper_signal_grid
 from mikb.methods.metrics import logit_diff, logit_diff_metric
 from mikb.methods.self_repair import self_repair
 from mikb.reproduce import ReproContext, ScriptSpec
@@ -73,6 +75,7 @@ SPEC = ScriptSpec(
         "greedy_sample": 10,
         "copy_top_k": 5,
         "activation_patching": True,
+        "adversarial_sentences": 2,  # IO sentences added before S2 (fewer if the context is short)
     },
     quick_params={"n_prompts": 8, "n_mean_prompts": 8, "n_random_subsets": 2, "greedy_runs": 1,
                   "greedy_steps": 2, "greedy_sample": 4, "activation_patching": False},
@@ -210,9 +213,15 @@ def run(ctx: ReproContext) -> None:
     ctx.metric("copy_score_all_heads", _mean(list(pos_copy.values())))
     ctx.metric("negative_copy_score_negative_heads", _mean([neg_copy[v] for v in evald[NEG]]))
 
-    # Position vs token signal moved by the S-inhibition heads.
-    for key, val in signal_decomposition(model, ds, evald[SINH], s.ld_clean, ctx.seed).items():
+    # Position vs token signal moved by the S-inhibition heads: the paper's six source datasets
+    # (Appendix A), their END outputs patched into the clean run, and the linear fit.
+    for key, val in paper_signal_grid(model, ds, evald[SINH], ctx.seed).items():
         ctx.metric(f"sinh_{key}", val)
+
+    # Adversarial prompts (Section 4.4): IO repeated in added sentences before S2.
+    for key, val in adversarial_metrics(model, ds, int(p["adversarial_sentences"]),
+                                        ctx.seed).items():
+        ctx.metric(key, val)
 
     # Knocking out the name movers.
     if evald[NM]:

@@ -87,3 +87,83 @@ def signal_decomposition(model: Any, ds: IOIDataset, sinh: list[Head], ld_clean:
         "token_swap_ld_fraction": tok_ld / ld_clean,
         "position_signal_share": pos_drop / total if abs(total) > 1e-9 else float("nan"),
     }
+
+
+# --- The paper's protocol (wang2022ioi, Section 3.2 and Appendix A) ---------------------------
+#
+# Six source datasets, one per (token signal, position signal) pair, are built from the clean
+# prompts by substituting names at the IO, S1 and S2 positions (A = IO, B = S, C and D fresh):
+#   token  1 (original), position  1: A B ... B   (the clean prompts)
+#   token  1,            position -1: B A ... B   (IO and S1 exchanged)
+#   token  0 (random),   position  1: D C ... C   (IO and S replaced by fresh names)
+#   token  0,            position -1: C D ... C
+#   token -1 (inverted), position -1: A B ... A   (S2 replaced by IO: the repeated name is IO's)
+#   token -1,            position  1: B A ... A
+# The S-inhibition heads' outputs at END are taken from each source run and patched into the
+# clean run; the logit difference is read with the clean IO and S. The paper then fits the six
+# logit differences linearly in the two signals. The construction follows the released code of
+# the paper (redwoodresearch/Easy-Transformer, experiments.py, "Token and position signal").
+
+SIGNAL_KEYS: tuple[tuple[int, int], ...] = ((1, 1), (1, -1), (0, 1), (0, -1), (-1, -1), (-1, 1))
+
+
+def signal_source_tokens(ds: IOIDataset, seed: int = 0) -> dict[tuple[int, int], torch.Tensor]:
+    """The six (token signal, position signal) source prompts of the paper's protocol."""
+    tok = get_tokenizer()
+    ids = [tok.encode(" " + n)[0] for n in ds.names]
+    rng = random.Random(seed)
+    b = torch.arange(len(ds))
+    io_p, s1_p, s2_p = ds.pos["IO"], ds.pos["S1"], ds.pos["S2"]
+    a, s = ds.io_ids, ds.s_ids
+    c, d = [], []
+    for io, sj in zip(a.tolist(), s.tolist(), strict=True):
+        x, y = rng.sample([i for i in ids if i not in (io, sj)], 2)
+        c.append(x)
+        d.append(y)
+    c_t, d_t = torch.tensor(c), torch.tensor(d)
+
+    def put(io_tok, s1_tok, s2_tok):
+        t = ds.tokens.clone()
+        t[b, io_p], t[b, s1_p], t[b, s2_p] = io_tok, s1_tok, s2_tok
+        return t
+
+    return {
+        (1, 1): ds.tokens.clone(),
+        (1, -1): put(s, a, s),
+        (0, 1): put(d_t, c_t, c_t),
+        (0, -1): put(c_t, d_t, c_t),
+        (-1, -1): put(a, s, a),
+        (-1, 1): put(s, a, a),
+    }
+
+
+def paper_signal_grid(model: Any, ds: IOIDataset, sinh: list[Head], seed: int = 0
+                      ) -> dict[str, Any]:
+    """Logit differences with the S-inhibition heads' END outputs from each of the six source
+    datasets, and two least-squares fits of them: ld = a*pos + b*tok (no intercept) and
+    ld = c + a*pos + b*tok. `position_share` = |a| / (|a| + |b|) of the fit without intercept."""
+    if not sinh:
+        return {}
+    srcs = signal_source_tokens(ds, seed)
+    lds = {k: logit_diff_with_heads_from(model, ds, sinh, t) for k, t in srcs.items()}
+    y = torch.tensor([lds[k] for k in SIGNAL_KEYS], dtype=torch.float64)
+    tok_s = torch.tensor([k[0] for k in SIGNAL_KEYS], dtype=torch.float64)
+    pos_s = torch.tensor([k[1] for k in SIGNAL_KEYS], dtype=torch.float64)
+    x0 = torch.stack([pos_s, tok_s], 1)
+    x1 = torch.stack([torch.ones_like(pos_s), pos_s, tok_s], 1)
+    f0 = torch.linalg.lstsq(x0, y[:, None]).solution[:, 0]
+    f1 = torch.linalg.lstsq(x1, y[:, None]).solution[:, 0]
+    a, bt = float(f0[0]), float(f0[1])
+    den = abs(a) + abs(bt)
+    names = {1: "original", 0: "random", -1: "inverted"}
+    return {
+        "signal_grid_logit_diff": {f"token_{names[k[0]]}__position_{names[k[1]]}": v
+                                   for k, v in lds.items()},
+        "signal_fit_position_coef": a,
+        "signal_fit_token_coef": bt,
+        "signal_fit_intercept_model": {"intercept": float(f1[0]), "position_coef": float(f1[1]),
+                                       "token_coef": float(f1[2])},
+        "signal_fit_position_share": abs(a) / den if den > 1e-9 else None,
+        "signal_position_inverted_logit_diff": lds[(1, -1)],
+        "signal_token_random_logit_diff": lds[(0, 1)],
+    }
