@@ -15,7 +15,12 @@ Here one batched forward and one backward pass of the corrupted prompts give
 
 The gradient at a receiver's private input is not a separate backward: it is the gradient at
 the receiver's q/k/v (which the backward gives for all heads at once) mapped back through
-``W_Q[h]`` and the LayerNorm's Jacobian at the corrupted residual, in closed form.
+``W_Q[h]`` and the LayerNorm's Jacobian at the corrupted residual, in closed form; with
+RMSNorm or rotary positions, by one vector-Jacobian product through that layer's norm,
+projection and rotation. With grouped-query attention the edges into k and v are per query
+head (the shared projection applied to each query head's own input, as in the discovery
+graph). Edges are refused for Gemma 2's post-attention norm, where a head's write is not
+``dz @ W_O``; node scores run on every family.
 
 ``M`` is the batch mean of the readout's metric, the quantity TransformerLens's
 ``attribution_patch`` averages per example; summing its per-position node or edge scores over
@@ -24,6 +29,7 @@ positions gives the numbers here (the tests check that).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -32,13 +38,16 @@ from torch import Tensor
 from mikb.methods._fast_forward import (
     LogitReadout,
     ModelWeights,
+    NormParams,
     attend,
     attn_out,
     embed,
     extract_weights,
     mlp,
+    norm,
     qkv,
     readout_metric,
+    rotate,
     run_with_cache,
 )
 
@@ -55,18 +64,48 @@ class AttributionScores:
     corrupted_metric: Tensor  # batch mean of the metric on the corrupted run
 
 
-def _layer_norm_vjp(x: Tensor, params: tuple[Tensor, Tensor] | None, eps: float, g: Tensor) -> Tensor:
+def _layer_norm_vjp(x: Tensor, params: NormParams | None, eps: float, g: Tensor) -> Tensor:
     """Gradient w.r.t. LayerNorm's input ``x`` given ``g`` at its output (closed form)."""
     if params is None:
         return g
     mu = x.mean(dim=-1, keepdim=True)
     var = x.var(dim=-1, keepdim=True, unbiased=False)
-    inv = torch.rsqrt(var + eps)
+    inv = torch.rsqrt(var + params.eps)
     xhat = (x - mu) * inv
-    gw = g * params[0]
+    gw = g if params.weight is None else g * params.weight
     return inv * (
         gw - gw.mean(dim=-1, keepdim=True) - xhat * (gw * xhat).mean(dim=-1, keepdim=True)
     )
+
+
+def _per_query_head(w: ModelWeights, layer: int, which: str) -> tuple[Tensor, Tensor]:
+    """``W`` ``[n_heads, d_model, d_head]`` and bias ``[n_heads, d_head]`` of q, k or v, with
+    a shared key-value head repeated for each query head of its group."""
+    rep = 1 if which == "q" else w.group
+    bias = getattr(w.layers[layer], f"b_{which}").view(-1, w.d_head)
+    return w.per_head(layer, which).repeat_interleave(rep, 0), bias.repeat_interleave(rep, 0)
+
+
+def _input_gradient(w: ModelWeights, layer: int, which: str, resid: Tensor, g: Tensor) -> Tensor:
+    """Gradient at each head's private pre-norm ``which`` input, ``[heads, batch, pos, d]``,
+    from the gradient ``g`` ``[batch, heads, pos, d_head]`` at its (rotated) projection.
+
+    LayerNorm (or none) without rotary positions: the closed form (``W`` then LayerNorm's
+    Jacobian). Otherwise (RMSNorm, rotary) one vector-Jacobian product through this
+    layer's norm, projection and rotation for all heads at once.
+    """
+    lw = w.layers[layer]
+    weight, bias = _per_query_head(w, layer, which)
+    if w.rope is None and (lw.ln1 is None or lw.ln1.kind == "layer"):
+        g_ln_out = torch.einsum("bhtk,hdk->hbtd", g, weight)
+        return _layer_norm_vjp(resid.unsqueeze(0), lw.ln1, w.eps, g_ln_out)
+    with torch.enable_grad():
+        xs = resid.detach().unsqueeze(0).expand(w.n_heads, *resid.shape).clone().requires_grad_(True)
+        proj = torch.einsum("hbtd,hdk->bhtk", norm(xs, lw.ln1), weight) + bias[None, :, None, :]
+        if which != "v":
+            proj = rotate(w, proj)
+        (g_in,) = torch.autograd.grad(proj, xs, grad_outputs=g)
+    return g_in
 
 
 def _corrupted_forward_with_grads(
@@ -75,11 +114,14 @@ def _corrupted_forward_with_grads(
     """One forward with autograd, one backward; returns metric, z, (q,k,v) grads and more."""
     # Weights are detached, so the graph starts at the embedding.
     x = embed(w, tokens).requires_grad_(True)
+    per_query_head = dataclasses.replace(w, n_kv_heads=0)
     zs, qkvs, resid_pre = [], [], []
     for layer in range(w.n_layers):
         resid_pre.append(x.detach())
         q, k, v = qkv(w, layer, x)
-        z = attend(w, layer, q, k, v)
+        if w.group > 1:  # per-query-head keys and values, so their gradients are per head
+            k, v = (t.repeat_interleave(w.group, dim=1) for t in (k, v))
+        z = attend(per_query_head, layer, q, k, v)
         zs.append(z)
         qkvs.append((q, k, v))
         a = attn_out(w, layer, z)
@@ -125,10 +167,9 @@ def attribution_patching(
     if clean_tokens.shape != corrupted_tokens.shape:
         raise ValueError("clean and corrupted tokens must have the same shape")
     w = model if isinstance(model, ModelWeights) else extract_weights(model)
-    if edges:
-        # Edge scores project gradients through W_Q/W_K/W_V and LayerNorm in closed form;
-        # rotary, RMSNorm, shared key-value heads etc. are not in that algebra yet.
-        w.require_gpt2_like("attribution patching of edges")
+    if edges and any(lw.attn_post is not None for lw in w.layers):
+        raise NotImplementedError("attribution patching of edges does not support a post-attention norm "
+                                  "(Gemma 2): a head's write is not dz @ W_O there; node scores (edges=False) work")
     batch = clean_tokens.shape[0]
     if examples_per_pass is not None and examples_per_pass < batch:
         parts = []
@@ -171,11 +212,7 @@ def attribution_patching(
         for c, name in enumerate("qkv"):
             scores = torch.zeros(L, H, L, H)
             for layer in range(1, L):
-                lw = w.layers[layer]
-                # Gradient at each head's c-projection output -> at its LN output -> LN input.
-                g = g_qkv[layer][c]  # [batch, heads, pos, d_head]
-                g_ln_out = torch.einsum("bhtk,hdk->hbtd", g, w.per_head(layer, name))
-                g_in = _layer_norm_vjp(resid_pre[layer].unsqueeze(0), lw.ln1, w.eps, g_ln_out)
+                g_in = _input_gradient(w, layer, name, resid_pre[layer], g_qkv[layer][c])
                 senders = writes[: layer * H]
                 scores[:layer, :, layer, :] = (senders @ g_in.reshape(H, -1).T).view(layer, H, H)
             out[name] = scores
