@@ -192,19 +192,11 @@ def test_first_difference():
     assert first_difference(a, b) == 2
 
 
-def test_methods_not_yet_extended_refuse_new_architectures_by_name():
-    """Gated MLPs, RMSNorm and rotary positions are exact in head and path patching and in
-    the discovery graph (see test_fast_patching_families.py); closed-form edge attribution
-    still refuses them, naming each feature, rather than computing them wrong (node-level
-    attribution, through autograd, runs)."""
-    from mikb.methods.attribution import attribution_patching
-
+def test_the_adapter_names_the_features_it_read():
+    """What the fast forward branches on is stated by name (the families test holds each to
+    hook loops); a GPT-2-style model has none of them."""
+    assert extract_weights(_native()).features() == []
     model = _native(gated_mlp=True, act_fn="silu", normalization_type="RMS",
-                    positional_embedding_type="rotary")
-    w = extract_weights(model)
-    assert {"gated MLP", "RMSNorm", "rotary positions"} <= set(w.features())
-    clean, corrupt, readout = _prompts()
-    with pytest.raises(NotImplementedError, match="attribution patching of edges"):
-        attribution_patching(w, clean, corrupt, readout, edges=True)
-    node_only = attribution_patching(w, clean, corrupt, readout, edges=False)
-    assert node_only.node.shape == (3, 4) and node_only.node.abs().max() > 0
+                    positional_embedding_type="rotary", n_key_value_heads=2)
+    assert extract_weights(model).features() == [
+        "RMSNorm", "rotary positions", "grouped-query attention", "gated MLP"]
