@@ -141,6 +141,22 @@ def _swap(index: int, new: torch.Tensor):
     return hook
 
 
+def _hook_head_patching(model, clean, corrupt, readout, **run_kwargs) -> torch.Tensor:
+    """The reference: one hooked forward per head, swapping that head's ``hook_z`` for its
+    clean value, metric batch-averaged: ``[n_layers, n_heads]``."""
+    cfg = model.cfg
+    ref = torch.zeros(cfg.n_layers, cfg.n_heads)
+    with torch.no_grad():
+        _, cc = model.run_with_cache(clean, **run_kwargs)
+        for layer in range(cfg.n_layers):
+            name = f"blocks.{layer}.attn.hook_z"
+            for head in range(cfg.n_heads):
+                logits = model.run_with_hooks(corrupt, fwd_hooks=[(name, _swap(head, cc[name][:, :, head]))],
+                                              **run_kwargs)
+                ref[layer, head] = readout.per_example(logits).mean()
+    return ref
+
+
 def test_the_fast_forward_reads_the_model(model):
     clean, _, readout = _prompts(0)
     with torch.no_grad():
@@ -151,16 +167,7 @@ def test_the_fast_forward_reads_the_model(model):
 @pytest.mark.parametrize("diff_pos", [0, 3])
 def test_head_out_patching_equals_a_hook_loop(model, diff_pos):
     clean, corrupt, readout = _prompts(diff_pos)
-    cfg = model.cfg
-    ref = torch.zeros(cfg.n_layers, cfg.n_heads)
-    with torch.no_grad():
-        _, cc = model.run_with_cache(clean)
-        for layer in range(cfg.n_layers):
-            name = f"blocks.{layer}.attn.hook_z"
-            for head in range(cfg.n_heads):
-                logits = model.run_with_hooks(corrupt, fwd_hooks=[(name, _swap(head, cc[name][:, :, head]))])
-                ref[layer, head] = readout.per_example(logits).mean()
-    _close(head_out_patching(model, clean, corrupt, readout), ref)
+    _close(head_out_patching(model, clean, corrupt, readout), _hook_head_patching(model, clean, corrupt, readout))
 
 
 @pytest.mark.parametrize("component", ["q", "k", "v"])
@@ -209,17 +216,9 @@ def test_right_padded_prompts_read_at_their_last_real_token(model):
     clean, corrupt = clean * mask, corrupt * mask
     answers = torch.randint(0, VOCAB, (BATCH, 2), generator=torch.Generator().manual_seed(5))
     readout = logit_diff_readout(answers, positions=lengths - 1)
-    cfg = model.cfg
-    ref = torch.zeros(cfg.n_layers, cfg.n_heads)
+    ref = _hook_head_patching(model, clean, corrupt, readout, attention_mask=mask)
     with torch.no_grad():
-        _, cc = model.run_with_cache(clean, attention_mask=mask)
         base = readout.per_example(model(corrupt, attention_mask=mask))
-        for layer in range(cfg.n_layers):
-            name = f"blocks.{layer}.attn.hook_z"
-            for head in range(cfg.n_heads):
-                logits = model.run_with_hooks(corrupt, attention_mask=mask,
-                                              fwd_hooks=[(name, _swap(head, cc[name][:, :, head]))])
-                ref[layer, head] = readout.per_example(logits).mean()
     _close(unpatched_metric(model, corrupt, readout), base)
     _close(head_out_patching(model, clean, corrupt, readout), ref)
 
@@ -309,15 +308,8 @@ def test_full_vocabulary_and_several_position_metrics(model, metric):
     loop with the same metric on full logits."""
     clean, corrupt, _ = _prompts(2)
     readout = _full_vocab_readouts(model, clean, corrupt)[metric]
-    cfg = model.cfg
-    ref = torch.zeros(cfg.n_layers, cfg.n_heads)
+    ref = _hook_head_patching(model, clean, corrupt, readout)
     with torch.no_grad():
-        _, cc = model.run_with_cache(clean)
-        for layer in range(cfg.n_layers):
-            name = f"blocks.{layer}.attn.hook_z"
-            for head in range(cfg.n_heads):
-                logits = model.run_with_hooks(corrupt, fwd_hooks=[(name, _swap(head, cc[name][:, :, head]))])
-                ref[layer, head] = readout.per_example(logits).mean()
         base = readout.per_example(model(corrupt))
     floor = 1e-3 if metric == "kl" else 1e-2  # soft-capped logits keep KL small
     _close(unpatched_metric(model, corrupt, readout), base, floor)
