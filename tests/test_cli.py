@@ -136,3 +136,21 @@ def test_near_duplicate_tags_are_flagged(kb_root: Path) -> None:
     problem.write_text(text.replace("tags: [", "tags: [toy-model, ", 1))
     proc = run_mikb(kb_root, "check", "--strict")
     assert "warning: tag 'toy-model' duplicates 'toy-models': use 'toy-models'" in proc.stdout
+
+
+def test_check_states_the_zoo_by_kind_of_model() -> None:
+    """The repository's own zoo, as `mikb check` summarises it: the field asked for at least
+    twelve circuits found in pretrained language models (issue 11), and the summary says how
+    many there are, beside those trained here and the method checks."""
+    import re
+
+    from conftest import REPO
+
+    out = run_mikb(REPO, "check")
+    assert out.returncode == 0, out.stdout + out.stderr
+    found = re.search(r"(\d+) circuits \((\d+) in pretrained language models, (\d+) trained here, "
+                      r"(\d+) method checks only\)", out.stderr)
+    assert found, out.stderr
+    total, pretrained, trained, checks = (int(g) for g in found.groups())
+    assert pretrained >= 12 and trained >= 10 and checks >= 1
+    assert pretrained + trained + checks >= total  # a circuit may be studied on both kinds

@@ -94,6 +94,18 @@ def _print_diagnostics(diags, stream=sys.stderr) -> None:
         print(d.format(), file=stream)
 
 
+def _circuit_breakdown(kb) -> str:
+    """How many circuits are studied on which kind of model: the zoo's shape in one line."""
+    def kinds(circuit) -> set[str]:
+        return {kb.models[m].kind for m in circuit.models if m in kb.models}
+
+    circuits = list(kb.circuits.values())
+    pretrained = sum("pretrained" in kinds(c) for c in circuits)
+    trained = sum("trained-here" in kinds(c) for c in circuits)
+    checks = sum(not (kinds(c) & {"pretrained", "trained-here"}) for c in circuits)
+    return f"{pretrained} in pretrained language models, {trained} trained here, {checks} method checks only"
+
+
 def _cmd_check(args, root: Path) -> int:
     result = run_check(root).only([Path(p) for p in args.paths])
     if args.format == "json":
@@ -102,8 +114,9 @@ def _cmd_check(args, root: Path) -> int:
         _print_diagnostics(result.diagnostics, sys.stdout)
     kb = result.kb
     failing = result.errors + (result.warnings if args.strict else [])
-    summary = (f"{len(kb.problems)} problems, {len(kb.circuits)} circuits, {len(kb.papers)} papers, "
-               f"{len(kb.models)} models: {len(result.errors)} error(s), {len(result.warnings)} warning(s)")
+    summary = (f"{len(kb.problems)} problems, {len(kb.circuits)} circuits ({_circuit_breakdown(kb)}), "
+               f"{len(kb.papers)} papers, {len(kb.models)} models: "
+               f"{len(result.errors)} error(s), {len(result.warnings)} warning(s)")
     print(summary, file=sys.stderr)
     return 1 if failing else 0
 

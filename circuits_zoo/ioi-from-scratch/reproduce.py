@@ -24,11 +24,11 @@ from mikb.lm.ioi_trained import (
     copy_scores,
     eval_dataset,
     held_out_pairs,
-    signal_decomposition,
     train_ioi,
 )
 from mikb.lm.lean_native import forward, to_bridge
 from mikb.methods import activation_patching, path_patching
+from mikb.methods.ioi_signals import paper_signal_grid
 from mikb.methods.ablation import head_means, run_ablated
 from mikb.methods.circuit_eval import (
     completeness,
@@ -197,7 +197,8 @@ def run(ctx: ReproContext) -> None:
     ctx.metric("copy_score_name_movers", _mean([pos_copy[v] for v in nm]))
     ctx.metric("copy_score_all_heads", _mean(list(pos_copy.values())))
     ctx.metric("negative_copy_score_s_suppressors", _mean([neg_copy[v] for v in supp]))
-    for key, val in signal_decomposition(model, ds, vocab, sinh, ld_clean, ctx.seed).items():
+    # Position vs token signal: the paper's six source datasets and linear fit (Appendix A).
+    for key, val in paper_signal_grid(model, ds, sinh, ctx.seed, vocab.name_ids.tolist()).items():
         ctx.metric(f"sinh_{key}", val)
     if nm:
         ld_ko = logit_diff(run_ablated(model, ds.tokens, means, nm), ds).item()

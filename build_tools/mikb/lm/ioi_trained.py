@@ -256,37 +256,5 @@ def copy_scores(model, vocab: CompactVocab, heads: list[Head], k: int = 5,
     return out
 
 
-def token_swapped_tokens(ds: IOIDataset, vocab: CompactVocab, seed: int = 0) -> torch.Tensor:
-    """Compact twin of ``mikb.methods.ioi_signals.token_swapped_tokens``: S1 and S2 replaced by
-    a name that is neither IO nor S."""
-    rng = random.Random(seed)
-    ids = vocab.name_ids.tolist()
-    toks = ds.tokens.clone()
-    b = torch.arange(len(ds))
-    fresh = torch.tensor([rng.choice([i for i in ids if i not in (io, s)])
-                          for io, s in zip(ds.io_ids.tolist(), ds.s_ids.tolist(), strict=True)])
-    toks[b, ds.pos["S1"]] = fresh
-    toks[b, ds.pos["S2"]] = fresh
-    return toks
-
-
-def signal_decomposition(model, ds: IOIDataset, vocab: CompactVocab, sinh: list[Head],
-                         ld_clean: float, seed: int = 0) -> dict[str, float]:
-    """``mikb.methods.ioi_signals.signal_decomposition`` with the compact token swap."""
-    from mikb.methods.ioi_signals import logit_diff_with_heads_from, position_swapped_tokens
-
-    if not sinh:
-        return {}
-    pos_ld = logit_diff_with_heads_from(model, ds, sinh, position_swapped_tokens(ds))
-    tok_ld = logit_diff_with_heads_from(model, ds, sinh, token_swapped_tokens(ds, vocab, seed))
-    pos_drop, tok_drop = ld_clean - pos_ld, ld_clean - tok_ld
-    total = pos_drop + tok_drop
-    return {
-        "position_swap_ld_fraction": pos_ld / ld_clean,
-        "token_swap_ld_fraction": tok_ld / ld_clean,
-        "position_signal_share": pos_drop / total if abs(total) > 1e-9 else None,
-    }
-
-
 def default_template_ids() -> list[int]:
     return default_templates()

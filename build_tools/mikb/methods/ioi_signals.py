@@ -1,13 +1,7 @@
-"""What the S-inhibition heads move: a position signal and a token signal (wang2022ioi, Sec. 3).
-
-Our decomposition: the S-inhibition heads' outputs at END are taken from a run on an altered
-prompt and patched into the clean run, so only what they carry changes.
-  * position swap: IO and S1 exchange places (same names, so the token signal still says S,
-    but any position signal now points at IO's place);
-  * token swap: S1 and S2 become a fresh name (positions unchanged, so the position signal
-    still points at S1, but the token signal names someone absent).
-The logit difference (with the clean IO and S) kept in each case says which signal the name
-movers rely on: the swap that hurts more carries the signal that matters more.
+"""What the S-inhibition heads move: a position signal and a token signal (wang2022ioi, Sec. 3.2
+and Appendix A), measured by the paper's protocol (below): their END outputs are patched in
+from six source datasets that set the token and the position signal independently, and the
+logit differences are fitted linearly in the two signals.
 """
 
 from __future__ import annotations
@@ -21,31 +15,6 @@ from mikb.data.gpt2_bpe import get_tokenizer
 from mikb.data.ioi import IOIDataset
 from mikb.methods.hooks import Head, z_name
 from mikb.methods.metrics import logit_diff
-
-
-def position_swapped_tokens(ds: IOIDataset) -> torch.Tensor:
-    """Clean prompts with the IO and S1 tokens exchanged (S2 stays S)."""
-    toks = ds.tokens.clone()
-    b = torch.arange(len(ds))
-    toks[b, ds.pos["IO"]] = ds.tokens[b, ds.pos["S1"]]
-    toks[b, ds.pos["S1"]] = ds.tokens[b, ds.pos["IO"]]
-    return toks
-
-
-def token_swapped_tokens(ds: IOIDataset, seed: int = 0) -> torch.Tensor:
-    """Clean prompts with S1 and S2 replaced by a name that is neither IO nor S."""
-    tok = get_tokenizer()
-    ids = [tok.encode(" " + n)[0] for n in ds.names]
-    rng = random.Random(seed)
-    toks = ds.tokens.clone()
-    b = torch.arange(len(ds))
-    fresh = []
-    for io, s in zip(ds.io_ids.tolist(), ds.s_ids.tolist(), strict=True):
-        fresh.append(rng.choice([i for i in ids if i not in (io, s)]))
-    fresh_t = torch.tensor(fresh)
-    toks[b, ds.pos["S1"]] = fresh_t
-    toks[b, ds.pos["S2"]] = fresh_t
-    return toks
 
 
 def logit_diff_with_heads_from(model: Any, ds: IOIDataset, heads: list[Head],
@@ -73,22 +42,6 @@ def logit_diff_with_heads_from(model: Any, ds: IOIDataset, heads: list[Head],
     return logit_diff(logits, ds).item()
 
 
-def signal_decomposition(model: Any, ds: IOIDataset, sinh: list[Head], ld_clean: float,
-                         seed: int = 0) -> dict[str, float]:
-    """Fractions of the clean logit difference kept under each swap, and the position share."""
-    if not sinh:
-        return {}
-    pos_ld = logit_diff_with_heads_from(model, ds, sinh, position_swapped_tokens(ds))
-    tok_ld = logit_diff_with_heads_from(model, ds, sinh, token_swapped_tokens(ds, seed))
-    pos_drop, tok_drop = ld_clean - pos_ld, ld_clean - tok_ld
-    total = pos_drop + tok_drop
-    return {
-        "position_swap_ld_fraction": pos_ld / ld_clean,
-        "token_swap_ld_fraction": tok_ld / ld_clean,
-        "position_signal_share": pos_drop / total if abs(total) > 1e-9 else float("nan"),
-    }
-
-
 # --- The paper's protocol (wang2022ioi, Section 3.2 and Appendix A) ---------------------------
 #
 # Six source datasets, one per (token signal, position signal) pair, are built from the clean
@@ -107,10 +60,17 @@ def signal_decomposition(model: Any, ds: IOIDataset, sinh: list[Head], ld_clean:
 SIGNAL_KEYS: tuple[tuple[int, int], ...] = ((1, 1), (1, -1), (0, 1), (0, -1), (-1, -1), (-1, 1))
 
 
-def signal_source_tokens(ds: IOIDataset, seed: int = 0) -> dict[tuple[int, int], torch.Tensor]:
-    """The six (token signal, position signal) source prompts of the paper's protocol."""
-    tok = get_tokenizer()
-    ids = [tok.encode(" " + n)[0] for n in ds.names]
+def signal_source_tokens(ds: IOIDataset, seed: int = 0, name_ids: list[int] | None = None
+                         ) -> dict[tuple[int, int], torch.Tensor]:
+    """The six (token signal, position signal) source prompts of the paper's protocol.
+
+    ``name_ids``: the token id of every name the fresh ones are drawn from, in the dataset's
+    own vocabulary (default: GPT-2's BPE of ``ds.names``; a model trained on a compact
+    vocabulary passes its own)."""
+    if name_ids is None:
+        tok = get_tokenizer()
+        name_ids = [tok.encode(" " + n)[0] for n in ds.names]
+    ids = list(name_ids)
     rng = random.Random(seed)
     b = torch.arange(len(ds))
     io_p, s1_p, s2_p = ds.pos["IO"], ds.pos["S1"], ds.pos["S2"]
@@ -137,14 +97,14 @@ def signal_source_tokens(ds: IOIDataset, seed: int = 0) -> dict[tuple[int, int],
     }
 
 
-def paper_signal_grid(model: Any, ds: IOIDataset, sinh: list[Head], seed: int = 0
-                      ) -> dict[str, Any]:
+def paper_signal_grid(model: Any, ds: IOIDataset, sinh: list[Head], seed: int = 0,
+                      name_ids: list[int] | None = None) -> dict[str, Any]:
     """Logit differences with the S-inhibition heads' END outputs from each of the six source
     datasets, and two least-squares fits of them: ld = a*pos + b*tok (no intercept) and
     ld = c + a*pos + b*tok. `position_share` = |a| / (|a| + |b|) of the fit without intercept."""
     if not sinh:
         return {}
-    srcs = signal_source_tokens(ds, seed)
+    srcs = signal_source_tokens(ds, seed, name_ids)
     lds = {k: logit_diff_with_heads_from(model, ds, sinh, t) for k, t in srcs.items()}
     y = torch.tensor([lds[k] for k in SIGNAL_KEYS], dtype=torch.float64)
     tok_s = torch.tensor([k[0] for k in SIGNAL_KEYS], dtype=torch.float64)
