@@ -20,6 +20,7 @@ from mikb.methods.induction import (
     repeated_tokens,
 )
 from mikb.reproduce import ReproContext, ScriptSpec
+from mikb.methods.zero_ablation import zero_head_hooks
 
 SPEC = ScriptSpec(
     models=("attn-only-2l",),
@@ -157,20 +158,11 @@ def _head_metrics(ctx: ReproContext, model, tokens: torch.Tensor) -> None:
     _plot_heads(ctx, prev, ind, cache, best_ind)
 
 
-def _zero_head(head: int):
-    def hook(z: torch.Tensor, hook) -> torch.Tensor:  # noqa: ANN001 - TransformerLens hook signature
-        z = z.clone()
-        z[:, :, head] = 0.0
-        return z
-
-    return hook
-
-
 def _induction_score_with_ablated_keys(model, tokens: torch.Tensor, prev_head: int, ind_head: int, half: int) -> float:
     # run_with_cache ignores fwd_hooks on TransformerBridge 4.3, so hooks are installed with
     # the model.hooks() context instead.
     with torch.no_grad():
-        with model.hooks(fwd_hooks=[("blocks.0.attn.hook_z", _zero_head(prev_head))]):
+        with model.hooks(fwd_hooks=zero_head_hooks([(0, prev_head)])):
             _, ablated = model.run_with_cache(tokens, names_filter="blocks.1.attn.hook_k")
         keys = ablated["blocks.1.attn.hook_k"]
 
@@ -184,7 +176,7 @@ def _induction_score_with_ablated_keys(model, tokens: torch.Tensor, prev_head: i
 
 def _loss_with_zeroed_head(model, tokens: torch.Tensor, layer: int, head: int) -> float:
     with torch.no_grad():
-        logits = model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", _zero_head(head))])
+        logits = model.run_with_hooks(tokens, fwd_hooks=zero_head_hooks([(layer, head)]))
     return half_losses(logits, tokens, tokens.shape[1] // 2)[1]
 
 

@@ -15,6 +15,7 @@ from mikb.lm.addition import AddTask, add_loss, digit_correct, train_adder
 from mikb.lm.lean_native import forward, to_bridge
 from mikb.lm.training import OptimConfig, downsample
 from mikb.reproduce import ReproContext, ScriptSpec
+from mikb.methods.zero_ablation import zero_head_hooks
 
 SPEC = ScriptSpec(
     models=("add-1l-4digit",),
@@ -138,22 +139,13 @@ def _attention_metrics(ctx, cache, task: AddTask) -> torch.Tensor:
     return att
 
 
-def _zero_head(head: int):
-    def hook(z: torch.Tensor, hook) -> torch.Tensor:  # noqa: ANN001 - TransformerLens hook signature
-        z = z.clone()
-        z[:, :, head] = 0.0
-        return z
-
-    return hook
-
-
 def _ablations(ctx, model, tokens, base_right, kind, task: AddTask) -> torch.Tensor:
     n_heads = ctx.params["n_heads"]
     drops = torch.zeros(n_heads, task.n_digits + 1)
     kind_drops = torch.zeros(n_heads, 3)
     for h in range(n_heads):
         with torch.no_grad():
-            logits = model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.attn.hook_z", _zero_head(h))])
+            logits = model.run_with_hooks(tokens, fwd_hooks=zero_head_hooks([(0, h)]))
         r = digit_correct(task, logits, tokens)
         drops[h] = base_right.float().mean(0) - r.float().mean(0)
         for k in range(3):

@@ -17,6 +17,7 @@ from mikb.lm.lean_native import forward, to_bridge
 from mikb.lm.sorting import SortTask, accuracy, sort_loss, step_masks, train_sorter
 from mikb.lm.training import OptimConfig, downsample
 from mikb.reproduce import ReproContext, ScriptSpec
+from mikb.methods.zero_ablation import zero_head_hooks
 
 SPEC = ScriptSpec(
     models=("sort-1l-attn-only",),
@@ -148,20 +149,11 @@ def _head_scores(ctx: ReproContext, model, cache, tokens: torch.Tensor, task: So
             "dla_current": dla_current, "dla_target": dla_target}
 
 
-def _zero_head(head: int):
-    def hook(z: torch.Tensor, hook) -> torch.Tensor:  # noqa: ANN001 - TransformerLens hook signature
-        z = z.clone()
-        z[:, :, head] = 0.0
-        return z
-
-    return hook
-
-
 def _ablations(ctx: ReproContext, model, tokens: torch.Tensor, task: SortTask, base_acc: float) -> None:
     drops = []
     for h in range(ctx.params["n_heads"]):
         with torch.no_grad():
-            logits = model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.attn.hook_z", _zero_head(h))])
+            logits = model.run_with_hooks(tokens, fwd_hooks=zero_head_hooks([(0, h)]))
         drops.append(base_acc - accuracy(task, logits, tokens)[0])
     ctx.metric("ablation_token_accuracy_drop", drops)
     ctx.metric("ablation_max_token_accuracy_drop", max(drops))

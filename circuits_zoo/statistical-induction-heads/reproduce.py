@@ -19,6 +19,7 @@ from mikb.lm.lean_native import LeanConfig, forward, init_params, state_copy, to
 from mikb.lm.training import OptimConfig, train
 from mikb.methods import markov_icl as mc
 from mikb.reproduce import ReproContext, ScriptSpec
+from mikb.methods.zero_ablation import zero_head_hooks
 
 SPEC = ScriptSpec(
     models=("markov-attn-only-2l",),
@@ -150,15 +151,6 @@ def _head_metrics(ctx: ReproContext, model, ev: mc.MarkovBatch) -> tuple[int, in
     return best_prev, best_ind
 
 
-def _zero_head(head: int):
-    def hook(z: torch.Tensor, hook) -> torch.Tensor:  # noqa: ANN001 - TransformerLens hook signature
-        z = z.clone()
-        z[:, :, head] = 0.0
-        return z
-
-    return hook
-
-
 def _ablated_kl(model, ev: mc.MarkovBatch, ev_refs: dict, hooks: list) -> dict[str, float]:
     with torch.no_grad():
         with model.hooks(fwd_hooks=hooks):
@@ -170,8 +162,8 @@ def _ablation_metrics(ctx: ReproContext, model, ev: mc.MarkovBatch, ev_refs: dic
                       refs: dict) -> None:
     base = _ablated_kl(model, ev, ev_refs, [])
     cases = {
-        "prev_head": [("blocks.0.attn.hook_z", _zero_head(best_prev))],
-        "induction_head": [("blocks.1.attn.hook_z", _zero_head(best_ind))],
+        "prev_head": zero_head_hooks([(0, best_prev)]),
+        "induction_head": zero_head_hooks([(1, best_ind)]),
     }
     gap = refs["unigram"] - base["truth"]
     for name, hooks in cases.items():
