@@ -44,10 +44,14 @@ def shape(quick: bool) -> dict[str, Any]:
     return QUICK if quick else SHAPE
 
 
+SEQ_BATCH, BATCH_SEQ = 1, 16  # lengths are swept at batch 1, batch sizes at 16 tokens
+
+
 def grid(quick: bool) -> list[tuple[int, int]]:
-    """(batch, length): lengths at batch 4, batch sizes at length 32."""
+    """(batch, length) points: lengths 16-256 at batch 1, batch sizes 1-16 at 16 tokens (the
+    peer's 32 hooked forwards per point at 256 tokens x 16 prompts would not fit the machine)."""
     seqs = [16, 32, 64] if quick else [16, 32, 64, 128, 256]
-    return [(4, t) for t in seqs] + [(b, 32) for b in (1, 16)]
+    return [(SEQ_BATCH, t) for t in seqs] + [(b, BATCH_SEQ) for b in (4, 16)]
 
 
 def methods(c: dict[str, Any], model: Any, batch: int, seq: int) -> dict[str, Any]:
@@ -138,8 +142,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
     pts = report["points"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, fixed, label in ((axes[0], "seq", ("batch", 4), "prompt length (tokens)"),
-                                  (axes[1], "batch", ("seq", 32), "batch size (prompts)")):
+    for ax, key, fixed, label in ((axes[0], "seq", ("batch", SEQ_BATCH), "prompt length (tokens)"),
+                                  (axes[1], "batch", ("seq", BATCH_SEQ), "batch size (prompts)")):
         sel = sorted((p for p in pts if p[fixed[0]] == fixed[1]), key=lambda p: p[key])
         xs = [p[key] for p in sel]
         med = [p["ratio"]["median"] for p in sel]
@@ -154,7 +158,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.set_xlabel(label)
         ax.set_ylabel("speed-up (TL time / mikb time, x)")
         other = "batch" if key == "seq" else "prompt length"
-        ax.set_title(f"{other} {fixed[1]}{' tokens' if key == 'batch' else ''}")
+        ax.set_title(f"{other} {fixed[1]}{' tokens' if key == 'batch' else ''}", fontsize=10)
         ax.legend(fontsize=8)
     c = report["shape"]
     fig.suptitle(f"Exact head-output patching, all heads: mikb vs TransformerLens "
@@ -171,12 +175,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--plot", default=str(PLOT))
+    parser.add_argument("--json", default=None, help="write the report here after each point")
+    parser.add_argument("--replot", default=None,
+                        help="print the table and draw the plot from a --json file; no timing")
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--seq", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
         probe(args)
+        return
+    if args.replot:
+        report = json.loads(Path(args.replot).read_text())
+        print(markdown(report))
+        plot(report, Path(args.plot))
         return
     c = shape(args.quick)
     model = bp.native_model(args.quick, cfg=c)
@@ -193,6 +205,8 @@ def main() -> None:
                 point[f"{name}_mem"] = run_probe(SCRIPT, name, extra)["extra_peak_bytes"]
         report["points"].append(point)
         print(json.dumps(point), file=sys.stderr, flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1))
     report["load_end"] = bp.load()
     print(json.dumps(report, indent=1))
     print(markdown(report))
