@@ -6,9 +6,9 @@ Run: ``python benchmarks/bench_patching_scaling.py`` (``--quick`` for a smoke te
 rounds), measures each one's peak extra memory in a fresh subprocess (``_memory.py``), prints
 a Markdown table and draws ``docs/img/patching_scaling.png``.
 
-Model: GPT-2-shaped but smaller, so the peer's sweep fits the 2-core machine: 4 layers, 8
-heads, d_model 512, d_head 64, d_mlp 2048, vocabulary 50257, LayerNorm, gelu, seeded random
-weights (``TransformerBridge.boot_native``). Prompts are random tokens; the corrupted ones
+Model: GPT-2-shaped but smaller, so the peer's sweep (16 hooked forwards per point) fits the
+shared 2-core machine: 4 layers, 4 heads of d_head 128, d_model 512, d_mlp 2048, vocabulary
+50257, LayerNorm, gelu, seeded random weights (``TransformerBridge.boot_native``). Prompts are random tokens; the corrupted ones
 differ at position 2 and at length - 3 (see ``bench_patching.random_batch``), so exact
 patching recomputes nearly every position: the case where the speed-up is smallest.
 """
@@ -35,7 +35,7 @@ warnings.filterwarnings("ignore")
 os.environ.setdefault("TQDM_DISABLE", "1")
 SCRIPT = Path(__file__).resolve()
 PLOT = Path(__file__).resolve().parent.parent / "docs" / "img" / "patching_scaling.png"
-SHAPE = dict(n_layers=4, n_heads=8, n_kv=8, d_model=512, d_head=64, d_mlp=2048, gated=False,
+SHAPE = dict(n_layers=4, n_heads=4, n_kv=4, d_model=512, d_head=128, d_mlp=2048, gated=False,
              vocab=50257)
 QUICK = dict(SHAPE, n_layers=2, n_heads=4, n_kv=4, d_model=128, d_head=32, d_mlp=512, vocab=1000)
 
@@ -114,7 +114,8 @@ def time_point(c: dict[str, Any], model: Any, batch: int, seq: int, reps: int) -
 def markdown(report: dict[str, Any]) -> str:
     c = report["shape"]
     lines = [
-        f"GPT-2-shaped, smaller: {c['n_layers']} layers, {c['n_heads']} heads, d_model "
+        f"GPT-2-shaped, smaller: {c['n_layers']} layers, {c['n_heads']} heads of "
+        f"{c['d_head']}, d_model "
         f"{c['d_model']}, d_mlp {c['d_mlp']}, vocabulary {c['vocab']}; random prompts, first "
         f"difference at position 2. {report['date_utc']} UTC, {report['cpus']} CPUs, torch "
         f"threads {report['torch_threads']}; times are median (min-max) of {report['reps']} "
