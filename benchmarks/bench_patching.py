@@ -179,7 +179,11 @@ def make_method(
     from transformer_lens import patching
 
     from mikb.methods.attribution import attribution_patching
-    from mikb.methods.fast_patching import head_out_patching, path_patching_from_head
+    from mikb.methods.fast_patching import (
+        extract_weights,
+        head_out_patching,
+        path_patching_from_head,
+    )
 
     task, impl, *variant = name.split(":")  # attr:fast:<examples per pass> ("all" = None)
     clean, corrupt, readout = prompts(args, batch)
@@ -193,25 +197,28 @@ def make_method(
         with torch.no_grad():
             _, clean_cache = model.run_with_cache(clean)
             corrupt_cache = model.run_with_cache(corrupt)[1] if task == "path" else None
+    # "fastw": mikb on weights extracted during setup, as TL's caches are built during setup
+    # (extraction runs one verifying forward, whose memory is otherwise counted as mikb's).
+    src = extract_weights(model) if impl == "fastw" else model
     if task == "head":
         if impl == "tl":
             return (lambda: patching.get_act_patch_attn_head_out_all_pos(
                 model, corrupt, clean_cache, metric)), model
-        return (lambda: head_out_patching(model, clean, corrupt, readout)), model
+        return (lambda: head_out_patching(src, clean, corrupt, readout)), model
     if task == "path":
         if impl == "tl":
             return (lambda: patching.get_act_patch_direct_path(
                 model, corrupt, clean_cache, corrupt_cache, metric, sender[0], sender[1],
                 args.component, verbose=False)), model
         return (lambda: path_patching_from_head(
-            model, clean, corrupt, readout, sender, args.component)), model
+            src, clean, corrupt, readout, sender, args.component)), model
     if task == "attr":
         if impl == "tl":
             return (lambda: tl_node_attribution(model, clean, corrupt, readout)), model
         chunk = variant[0] if variant else str(args.attr_chunk)
         per_pass = None if chunk == "all" else int(chunk)
         return (lambda: attribution_patching(
-            model, clean, corrupt, readout, edges=False, examples_per_pass=per_pass
+            src, clean, corrupt, readout, edges=False, examples_per_pass=per_pass
         ).node), model
     raise ValueError(name)
 
@@ -469,6 +476,9 @@ def main() -> None:
     parser.add_argument("--attr-chunks", default=None,
                         help="several examples-per-pass settings timed side by side, e.g. 1,4,all")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--memory-only", default=None,
+                        help="only peak memory (fresh subprocess each) of these methods, e.g. "
+                             "attr:tl,attr:fast:1,attr:fastw:1; no timing")
     parser.add_argument("--no-correlation", action="store_true")
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -483,6 +493,15 @@ def main() -> None:
                    "--component", args.component] + (["--quick"] if args.quick else [])
     passthrough += ["--layers", str(args.layers)] if args.layers else []
     passthrough += ["--vocab", str(args.vocab)] if args.vocab else []
+    if args.memory_only:
+        rows = ["| method | peak extra memory | baseline RSS |", "|---|---|---|"]
+        for name in args.memory_only.split(","):
+            mem = run_probe(SCRIPT, name, passthrough)
+            rows.append(f"| `{name}` | {mem['extra_peak_bytes'] / 2**20:.1f} MiB | "
+                        f"{mem['baseline_rss_bytes'] / 2**20:.0f} MiB |")
+        print(f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, load {load()}")
+        print("\n".join(rows))
+        return
     c = args_cfg(args)
     clean, corrupt, _ = prompts(args)
     from mikb.methods._fast_forward import first_difference
