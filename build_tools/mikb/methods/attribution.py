@@ -132,6 +132,11 @@ def attribution_patching(
 
     ``examples_per_pass`` bounds memory: examples are scored in groups of that size (one
     forward and backward each) and the batch means combined; ``None`` = all in one pass.
+    It is a speed/memory trade, not a free choice: one pass is the fast setting but keeps
+    every example's activations for the backward; one example per pass keeps the peak near
+    TransformerLens's per-example ``attribution_patch`` and runs at about its speed (see the
+    Performance section of the README, measured by ``benchmarks/bench_patching.py --tasks attr
+    --attr-chunks 1,4,all``).
     """
     if clean_tokens.shape != corrupted_tokens.shape:
         raise ValueError("clean and corrupted tokens must have the same shape")
