@@ -109,9 +109,16 @@ def _input_gradient(w: ModelWeights, layer: int, which: str, resid: Tensor, g: T
 
 
 def _corrupted_forward_with_grads(
-    w: ModelWeights, tokens: Tensor, readout: LogitReadout
-) -> tuple[Tensor, list[Tensor], list[tuple[Tensor, Tensor, Tensor]], list[Tensor], Tensor, Tensor]:
-    """One forward with autograd, one backward; returns metric, z, (q,k,v) grads and more."""
+    w: ModelWeights, tokens: Tensor, readout: LogitReadout, *, edges: bool = True
+) -> tuple[Tensor, list[Tensor], list[Tensor], list[tuple[Tensor, Tensor, Tensor]] | None,
+           list[Tensor], Tensor | None]:
+    """One forward with autograd, one backward.
+
+    Returns the metric, the corrupted ``z`` of every layer (detached: the same numbers an
+    unpatched forward gives, so no second corrupted forward is needed), their gradients, and
+    with ``edges`` the q/k/v and final-residual gradients (``None`` without: not asked of
+    autograd, so the first layer's attention is not back-propagated).
+    """
     # Weights are detached, so the graph starts at the embedding.
     x = embed(w, tokens).requires_grad_(True)
     per_query_head = dataclasses.replace(w, n_kv_heads=0)
@@ -134,10 +141,13 @@ def _corrupted_forward_with_grads(
     batch, seq = tokens.shape
     pos = readout.positions_for(batch, seq).to(x.device)
     metric = readout_metric(w, readout, final[torch.arange(batch)[:, None], pos]).mean()
-    inputs = zs + [t for triple in qkvs for t in triple] + [final]
+    inputs = zs + ([t for triple in qkvs for t in triple] + [final] if edges else [])
     grads = torch.autograd.grad(metric, inputs, allow_unused=True)
     n = w.n_layers
     g_z = [g if g is not None else torch.zeros_like(z) for g, z in zip(grads[:n], zs, strict=True)]
+    z_values = [z.detach() for z in zs]
+    if not edges:
+        return metric.detach(), z_values, g_z, None, resid_pre, None
     flat = grads[n : 4 * n]
     g_qkv = []
     for layer in range(n):
@@ -147,7 +157,7 @@ def _corrupted_forward_with_grads(
             trio.append(g if g is not None else torch.zeros_like(qkvs[layer][c]))
         g_qkv.append(tuple(trio))
     g_final = grads[4 * n]
-    return metric.detach(), g_z, g_qkv, resid_pre, g_final, final.detach()
+    return metric.detach(), z_values, g_z, g_qkv, resid_pre, g_final
 
 
 def attribution_patching(
@@ -163,6 +173,11 @@ def attribution_patching(
 
     ``examples_per_pass`` bounds memory: examples are scored in groups of that size (one
     forward and backward each) and the batch means combined; ``None`` = all in one pass.
+    It is a speed/memory trade, not a free choice: one pass is the fast setting but keeps
+    every example's activations for the backward; one example per pass keeps the peak near
+    TransformerLens's per-example ``attribution_patch`` and runs at about its speed (see the
+    Performance section of the README, measured by ``benchmarks/bench_patching.py --tasks attr
+    --attr-chunks 1,4,all``).
     """
     if clean_tokens.shape != corrupted_tokens.shape:
         raise ValueError("clean and corrupted tokens must have the same shape")
@@ -189,12 +204,11 @@ def attribution_patching(
     with torch.no_grad():
         clean = run_with_cache(w, clean_tokens, resid=False)
     with torch.enable_grad():
-        metric, g_z, g_qkv, resid_pre, g_final, _ = _corrupted_forward_with_grads(
-            w, corrupted_tokens, readout
+        metric, corrupt_z, g_z, g_qkv, resid_pre, g_final = _corrupted_forward_with_grads(
+            w, corrupted_tokens, readout, edges=edges
         )
     with torch.no_grad():
-        corrupt = run_with_cache(w, corrupted_tokens, resid=False)
-        dz = [clean.z[i] - corrupt.z[i] for i in range(w.n_layers)]  # [batch, heads, pos, dh]
+        dz = [clean.z[i] - corrupt_z[i] for i in range(w.n_layers)]  # [batch, heads, pos, dh]
         node = torch.stack([(d * g).sum(dim=(0, 2, 3)) for d, g in zip(dz, g_z, strict=True)])
         if not edges:
             return AttributionScores(node=node, edges=None, direct=None, corrupted_metric=metric)
