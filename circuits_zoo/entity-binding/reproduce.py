@@ -78,25 +78,16 @@ class Prompts:
         out += f"\n\nQuestion: Which city does {q} live in?\n\nAnswer: {q} lives in the city of"
         return out, e_spans, c_spans, ctx_chars
 
-    def _encode(self, text: str):
-        enc = self.tok.hf(text, add_special_tokens=False, return_offsets_mapping=True)
-        return [self.tok.bos_id] + list(enc["input_ids"]), [(0, 0)] + list(enc["offset_mapping"])
-
-    @staticmethod
-    def _tokens_over(offsets, span) -> list[int]:
-        lo, hi = span
-        return [i for i, (s, e) in enumerate(offsets) if i > 0 and s < hi and e > lo]
-
     def _single(self, ents, countries, query, which) -> bool:
         text, e_spans, c_spans, _ = self.text(ents, countries, query)
-        _, offsets = self._encode(text)
+        _, offsets = self.tok.encode_with_offsets(text)
         spans = e_spans if which == "names" else c_spans
-        return len(self._tokens_over(offsets, spans[0])) == 1
+        return len(self.tok.tokens_over(offsets, spans[0])) == 1
 
     def answer_token(self, ents, countries, query: int, capital: str) -> int:
         text = self.text(ents, countries, query)[0]
-        ids, _ = self._encode(text)
-        with_answer, _ = self._encode(f"{text} {capital}")
+        ids, _ = self.tok.encode_with_offsets(text)
+        with_answer, _ = self.tok.encode_with_offsets(f"{text} {capital}")
         if with_answer[:len(ids)] != ids:
             raise RuntimeError("the answer changes the prompt's tokenisation")
         return with_answer[len(ids)]
@@ -104,9 +95,9 @@ class Prompts:
     def build(self, ents, ctrs, query: int):
         """Token ids, the names' and countries' positions, and where the context ends."""
         text, e_spans, c_spans, ctx_chars = self.text(ents, [c for c, _ in ctrs], query)
-        ids, offsets = self._encode(text)
-        e_pos = [self._tokens_over(offsets, sp)[0] for sp in e_spans]
-        c_pos = [self._tokens_over(offsets, sp)[0] for sp in c_spans]
+        ids, offsets = self.tok.encode_with_offsets(text)
+        e_pos = [self.tok.tokens_over(offsets, sp)[0] for sp in e_spans]
+        c_pos = [self.tok.tokens_over(offsets, sp)[0] for sp in c_spans]
         ctx_end = next(i for i, (s, _) in enumerate(offsets) if i > 0 and s >= ctx_chars)
         return ids, e_pos, c_pos, ctx_end
 

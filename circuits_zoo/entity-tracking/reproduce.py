@@ -91,47 +91,38 @@ class BoxPrompts:
         out += f"{labels[query]} contains the"
         return out, o_spans, l_spans, q_span
 
-    def _encode(self, text: str):
-        enc = self.tok.hf(text, add_special_tokens=False, return_offsets_mapping=True)
-        return [self.tok.bos_id] + list(enc["input_ids"]), [(0, 0)] + list(enc["offset_mapping"])
-
-    @staticmethod
-    def _tokens_over(offsets, span) -> list[int]:
-        lo, hi = span
-        return [i for i, (s, e) in enumerate(offsets) if i > 0 and s < hi and e > lo]
-
     def answer_token(self, text: str, word: str) -> int | None:
         """The one token the model would emit for " word" after ``text``, else None."""
-        ids, _ = self._encode(text)
-        with_answer, _ = self._encode(f"{text} {word}")
+        ids, _ = self.tok.encode_with_offsets(text)
+        with_answer, _ = self.tok.encode_with_offsets(f"{text} {word}")
         if with_answer[:len(ids)] != ids or len(with_answer) != len(ids) + 1:
             return None
         return with_answer[-1]
 
     def _probe(self, objs, labels):
         text, o_spans, l_spans, q_span = self.text(objs, labels, 1)
-        return text, self._encode(text)[1], o_spans, l_spans, q_span
+        return text, self.tok.encode_with_offsets(text)[1], o_spans, l_spans, q_span
 
     def _usable_object(self, o: str) -> bool:
         probe = ["key", "coin"] if o != "key" else ["coin", "cup"]
         text, offsets, o_spans, _, _ = self._probe([probe[0], o, probe[1]], ["F", "Q", "T"])
-        tok_in = self._tokens_over(offsets, o_spans[1])
+        tok_in = self.tok.tokens_over(offsets, o_spans[1])
         ans = self.answer_token(text, o)
-        return (len(tok_in) == 1 and ans is not None and self._encode(text)[0][tok_in[0]] == ans
+        return (len(tok_in) == 1 and ans is not None and self.tok.encode_with_offsets(text)[0][tok_in[0]] == ans
                 and ans != getattr(self.tok.hf, "unk_token_id", None))
 
     def _usable_label(self, c: str) -> bool:
         probe = ["F", "T"] if c != "F" else ["Q", "T"]
         _, offsets, _, l_spans, q_span = self._probe(["key", "coin", "cup"], [probe[0], c, probe[1]])
-        return (len(self._tokens_over(offsets, l_spans[1])) == 1
-                and len(self._tokens_over(offsets, q_span)) == 1)
+        return (len(self.tok.tokens_over(offsets, l_spans[1])) == 1
+                and len(self.tok.tokens_over(offsets, q_span)) == 1)
 
     def build(self, objs, labels, query: int):
         """Token ids, the queried object's position, the query label's position, and the
         answer and other objects' tokens; None where this draw does not tokenise cleanly."""
         text, o_spans, l_spans, q_span = self.text(objs, labels, query)
-        ids, offsets = self._encode(text)
-        over = [self._tokens_over(offsets, sp) for sp in [*o_spans, *l_spans, q_span]]
+        ids, offsets = self.tok.encode_with_offsets(text)
+        over = [self.tok.tokens_over(offsets, sp) for sp in [*o_spans, *l_spans, q_span]]
         if any(len(t) != 1 for t in over):
             return None
         answers = [self.answer_token(text, o) for o in objs]

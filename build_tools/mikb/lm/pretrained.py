@@ -71,6 +71,21 @@ class Tok:
     def decode(self, ids: list[int]) -> str:
         return self.hf.decode(ids)
 
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """BOS plus ``text``'s token ids, with each token's character span (BOS: ``(0, 0)``).
+
+        Why offsets: tokenisers differ on whether a word on its own is one token (LLaMA's
+        SentencePiece splits " apple" alone but not inside a sentence), so prompts are encoded
+        whole and each word's tokens are found by where its characters fall."""
+        enc = self.hf(text, add_special_tokens=False, return_offsets_mapping=True)
+        return [self.bos_id] + list(enc["input_ids"]), [(0, 0)] + list(enc["offset_mapping"])
+
+    @staticmethod
+    def tokens_over(offsets: list[tuple[int, int]], span: tuple[int, int]) -> list[int]:
+        """Positions of the tokens (not BOS) that overlap the character ``span``."""
+        lo, hi = span
+        return [i for i, (s, e) in enumerate(offsets) if i > 0 and s < hi and e > lo]
+
 
 @dataclass
 class LoadedLM:
