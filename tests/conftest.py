@@ -122,3 +122,32 @@ def quick_through_runner(tmp_root: Path, circuit_id: str, model_id: str) -> dict
     assert outcome.folder == root / "circuits_zoo" / circuit_id / "results" / f"{model_id}.quick"
     return json.loads((outcome.folder / "results.json").read_text())
 
+
+
+def tl_attribution_scores(model, clean, corrupt, readout, granularity: str):
+    """TransformerLens's attribution_patch scores, one example per call (its metric sees
+    logits only), averaged over the batch: node ``[L, H]`` and q/k/v edges ``[L, H, L, H]``.
+    The reference for mikb.methods.attribution in test_attribution and the families test."""
+    import torch
+    from transformer_lens.tools.analysis.attribution_patching import (
+        EdgeAttributionConfig,
+        attribution_patch,
+    )
+
+    from mikb.methods.fast_patching import LogitReadout
+
+    cfg, batch = model.cfg, clean.shape[0]
+    node = torch.zeros(cfg.n_layers, cfg.n_heads, dtype=torch.float64)
+    edges = {c: torch.zeros(cfg.n_layers, cfg.n_heads, cfg.n_layers, cfg.n_heads, dtype=torch.float64)
+             for c in "qkv"}
+    for b in range(batch):
+        one = LogitReadout(readout.token_ids[b : b + 1], readout.fn)
+        res = attribution_patch(model, clean[b : b + 1], corrupt[b : b + 1], one.as_tl_metric(),
+                                EdgeAttributionConfig(granularity=granularity))
+        for n, score in res.node_scores.items():
+            if n.kind == "attn_head_out":
+                node[n.layer, n.head] += score / batch
+        for (wr, rd), score in res.edge_scores.items():
+            if wr.kind == "attn_head_out" and rd.kind in ("q_input", "k_input", "v_input"):
+                edges[rd.kind[0]][wr.layer, wr.head, rd.layer, rd.head] += score / batch
+    return node.float(), {c: e.float() for c, e in edges.items()}

@@ -11,11 +11,10 @@ import warnings
 
 import pytest
 import torch
-from conftest import small_native_model  # noqa: E402
+from conftest import small_native_model, tl_attribution_scores  # noqa: E402
 
 from mikb.methods.attribution import attribution_patching
 from mikb.methods.fast_patching import (
-    LogitReadout,
     head_out_patching,
     logit_diff_readout,
     unpatched_metric,
@@ -39,30 +38,6 @@ def _prompts(seed: int = 2):
     return clean, corrupt, logit_diff_readout(torch.randint(0, VOCAB, (BATCH, 2), generator=g))
 
 
-def _tl_scores(model, clean, corrupt, readout: LogitReadout, granularity: str):
-    """TL's scores, one example per call (its metric sees logits only), batch-averaged."""
-    from transformer_lens.tools.analysis.attribution_patching import (
-        EdgeAttributionConfig,
-        attribution_patch,
-    )
-
-    cfg = model.cfg
-    node = torch.zeros(cfg.n_layers, cfg.n_heads, dtype=torch.float64)
-    edges = {c: torch.zeros(cfg.n_layers, cfg.n_heads, cfg.n_layers, cfg.n_heads,
-                            dtype=torch.float64) for c in "qkv"}
-    for b in range(clean.shape[0]):
-        one = LogitReadout(readout.token_ids[b : b + 1], readout.fn)
-        res = attribution_patch(model, clean[b : b + 1], corrupt[b : b + 1], one.as_tl_metric(),
-                                EdgeAttributionConfig(granularity=granularity))
-        for n, score in res.node_scores.items():
-            if n.kind == "attn_head_out":
-                node[n.layer, n.head] += score / BATCH
-        for (wr, rd), score in res.edge_scores.items():
-            if wr.kind == "attn_head_out" and rd.kind in ("q_input", "k_input", "v_input"):
-                edges[rd.kind[0]][wr.layer, wr.head, rd.layer, rd.head] += score / BATCH
-    return node.float(), {c: e.float() for c, e in edges.items()}
-
-
 def _rel_close(ours: torch.Tensor, ref: torch.Tensor) -> None:
     scale = float(ref.abs().max())
     assert scale > 0
@@ -72,7 +47,7 @@ def _rel_close(ours: torch.Tensor, ref: torch.Tensor) -> None:
 def test_node_scores_equal_tl_on_native():
     model = _native()
     clean, corrupt, readout = _prompts()
-    ref, _ = _tl_scores(model, clean, corrupt, readout, "node")
+    ref, _ = tl_attribution_scores(model, clean, corrupt, readout, "node")
     _rel_close(attribution_patching(model, clean, corrupt, readout, edges=False).node, ref)
 
 
@@ -81,7 +56,7 @@ def test_edge_scores_equal_tl_on_gpt2():
 
     model = random_gpt2_bridge(n_layer=3, n_head=4, n_embd=64, vocab_size=VOCAB, n_positions=32)
     clean, corrupt, readout = _prompts()
-    ref_node, ref_edges = _tl_scores(model, clean, corrupt, readout, "edge")
+    ref_node, ref_edges = tl_attribution_scores(model, clean, corrupt, readout, "edge")
     ours = attribution_patching(model, clean, corrupt, readout)
     for c in "qkv":
         _rel_close(ours.edges[c], ref_edges[c])

@@ -16,7 +16,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import small_native_model
+from conftest import small_native_model, tl_attribution_scores
 
 from mikb.methods.fast_patching import (
     extract_weights,
@@ -316,12 +316,6 @@ def test_full_vocabulary_and_several_position_metrics(model, metric):
     _close(head_out_patching(model, clean, corrupt, readout), ref, floor)
 
 
-def _tl_attribution(model, clean, corrupt, readout, granularity):
-    import test_attribution
-
-    return test_attribution._tl_scores(model, clean, corrupt, readout, granularity)
-
-
 def _graph_edge_attribution(model, clean, corrupt, readout):
     """Head-to-head q/k/v edge attribution from the discovery graph's own autograd: each
     sender's clean-minus-corrupted output dotted with the gradient of the batch-mean metric
@@ -362,7 +356,7 @@ def test_attribution_patching_equals_tl_and_the_graph(model):
 
     clean, corrupt, readout = _prompts(2)
     w = extract_weights(model)
-    ref_node, _ = _tl_attribution(model, clean, corrupt, readout, "node")
+    ref_node, _ = tl_attribution_scores(model, clean, corrupt, readout, "node")
     scale = float(ref_node.abs().max())
     assert scale > 0
     if any(lw.attn_post is not None for lw in w.layers):
@@ -374,7 +368,7 @@ def test_attribution_patching_equals_tl_and_the_graph(model):
     ours = attribution_patching(model, clean, corrupt, readout)
     torch.testing.assert_close(ours.node, ref_node, rtol=0, atol=1e-4 * scale)
     try:
-        _, ref_edges = _tl_attribution(model, clean, corrupt, readout, "edge")
+        _, ref_edges = tl_attribution_scores(model, clean, corrupt, readout, "edge")
     except (ValueError, NotImplementedError):
         ref_edges = None  # TL refuses this architecture at edge granularity
     graph_edges = _graph_edge_attribution(model, clean, corrupt, readout)

@@ -5,12 +5,9 @@ predicted legal moves the right way far more often than random edits."""
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import quick_through_runner
 
 from mikb.data.othello import initial_board, legal_moves, legal_moves_slow, play_slow, random_games
 
@@ -36,17 +33,7 @@ def test_move_generator_matches_reference() -> None:
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory) -> dict:
-    from mikb.loader import load_knowledge_base
-    from mikb.reproduce.runner import reproduce
-
-    root = tmp_path_factory.mktemp("othello") / "repo"
-    (root / "circuits_zoo").mkdir(parents=True)
-    shutil.copyfile(REPO / "circuits_zoo/models.yaml", root / "circuits_zoo/models.yaml")
-    shutil.copytree(REPO / "circuits_zoo" / CIRCUIT, root / "circuits_zoo" / CIRCUIT,
-                    ignore=shutil.ignore_patterns("results"))
-    outcome = reproduce(load_knowledge_base(root), CIRCUIT, MODEL, quick=True, show_progress=False)
-    assert outcome.status == "ok", outcome.message
-    return json.loads((outcome.folder / "results.json").read_text())
+    return quick_through_runner(tmp_path_factory.mktemp("othello"), CIRCUIT, MODEL)
 
 
 @pytest.mark.slow

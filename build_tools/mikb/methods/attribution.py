@@ -64,7 +64,7 @@ class AttributionScores:
     corrupted_metric: Tensor  # batch mean of the metric on the corrupted run
 
 
-def _layer_norm_vjp(x: Tensor, params: NormParams | None, eps: float, g: Tensor) -> Tensor:
+def _layer_norm_vjp(x: Tensor, params: NormParams | None, g: Tensor) -> Tensor:
     """Gradient w.r.t. LayerNorm's input ``x`` given ``g`` at its output (closed form)."""
     if params is None:
         return g
@@ -98,7 +98,7 @@ def _input_gradient(w: ModelWeights, layer: int, which: str, resid: Tensor, g: T
     weight, bias = _per_query_head(w, layer, which)
     if w.rope is None and (lw.ln1 is None or lw.ln1.kind == "layer"):
         g_ln_out = torch.einsum("bhtk,hdk->hbtd", g, weight)
-        return _layer_norm_vjp(resid.unsqueeze(0), lw.ln1, w.eps, g_ln_out)
+        return _layer_norm_vjp(resid.unsqueeze(0), lw.ln1, g_ln_out)
     with torch.enable_grad():
         xs = resid.detach().unsqueeze(0).expand(w.n_heads, *resid.shape).clone().requires_grad_(True)
         proj = torch.einsum("hbtd,hdk->bhtk", norm(xs, lw.ln1), weight) + bias[None, :, None, :]
