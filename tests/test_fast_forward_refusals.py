@@ -30,7 +30,7 @@ def test_a_supported_model_passes_the_probe_and_matches_its_own_forward() -> Non
     w = ff.extract_weights(model)
     tokens = torch.tensor([[3, 1, 4, 1, 5, 9], [2, 7, 1, 8, 2, 8]])
     final = ff.run_with_cache(w, tokens).resid_pre[-1]
-    ours = ff.norm(final, w.ln_final, w.eps) @ w.w_u + w.b_u
+    ours = ff.norm(final, w.ln_final) @ w.w_u + w.b_u
     assert torch.allclose(ours, model(tokens), atol=1e-4)
 
 

@@ -142,8 +142,8 @@ def loss_readout(tokens: Tensor, positions: Tensor | None = None) -> LogitReadou
 # -- the forward pieces -------------------------------------------------------------------------
 
 
-def norm(x: Tensor, params: NormParams | None, eps: float | None = None) -> Tensor:
-    """Apply a norm (``None`` = identity). ``eps`` is ignored: each norm carries its own."""
+def norm(x: Tensor, params: NormParams | None) -> Tensor:
+    """Apply a norm (``None`` = identity); each norm carries its own eps."""
     return x if params is None else params(x)
 
 

@@ -48,10 +48,6 @@ class NormParams:
             out = out * self.weight
         return out if self.bias is None else out + self.bias
 
-    # Tuple-style access kept for code written when norms were (weight, bias) pairs.
-    def __getitem__(self, i: int) -> Tensor | None:
-        return (self.weight, self.bias)[i]
-
 
 @dataclass(frozen=True)
 class Rope:
@@ -190,15 +186,6 @@ class ModelWeights:
         if self.embed_scale != 1.0:
             out.append("scaled embeddings")
         return out
-
-    def require_gpt2_like(self, method: str) -> None:
-        """Refuse, by name, features a method has not been extended to."""
-        extra = self.features()
-        if extra:
-            raise NotImplementedError(
-                f"{method} supports GPT-2-style models only so far; this model has: "
-                + ", ".join(extra) + ". Exact head and path patching (mikb.methods.fast_patching) "
-                "support them.")
 
 
 # -- reading the pieces ------------------------------------------------------------------------
