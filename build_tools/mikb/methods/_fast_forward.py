@@ -59,11 +59,11 @@ class LogitReadout:
     def several(self) -> bool:
         return self.positions is not None and self.positions.ndim == 2
 
-    def positions_for(self, batch: int, seq: int) -> Tensor:
-        """Positions read, always as ``[batch, P]``."""
+    def positions_for(self, batch: int, seq: int, device: torch.device | str = "cpu") -> Tensor:
+        """Positions read, always as ``[batch, P]``, on ``device`` (the activations')."""
         if self.positions is None:
-            return torch.full((batch, 1), seq - 1, dtype=torch.long)
-        pos = self.positions.long()
+            return torch.full((batch, 1), seq - 1, dtype=torch.long, device=device)
+        pos = self.positions.long().to(device)
         return pos if pos.ndim == 2 else pos[:, None]
 
     def apply(self, selected: Tensor) -> Tensor:
@@ -75,7 +75,7 @@ class LogitReadout:
     def per_example(self, logits: Tensor) -> Tensor:
         """The metric per example from full logits ``[batch, pos, d_vocab]`` (the slow way)."""
         batch, seq = logits.shape[:2]
-        pos = self.positions_for(batch, seq).to(logits.device)
+        pos = self.positions_for(batch, seq, logits.device)
         at_pos = logits[torch.arange(batch, device=logits.device)[:, None], pos]  # [b, P, V]
         if self.token_ids is not None:
             ids = self.token_ids.to(logits.device)[:, None, :].expand(-1, pos.shape[1], -1)
@@ -134,7 +134,7 @@ def loss_readout(tokens: Tensor, positions: Tensor | None = None) -> LogitReadou
     """Next-token loss (mean negative log-probability) at ``positions`` ``[batch, P]``
     (default: every position but the last), predicting the token after each."""
     if positions is None:
-        positions = torch.arange(tokens.shape[1] - 1).expand(tokens.shape[0], -1)
+        positions = torch.arange(tokens.shape[1] - 1, device=tokens.device).expand(tokens.shape[0], -1)
     positions = _as_matrix(positions)
     return LogitReadout(None, _neg_logprob, positions, tokens.gather(1, positions + 1))
 
@@ -155,7 +155,7 @@ def embed(w: ModelWeights, tokens: Tensor) -> Tensor:
     """Token (plus learned position) embedding: ``blocks.0.hook_resid_pre``."""
     x = w.w_e[tokens]
     if w.embed_scale != 1.0:
-        x = x * torch.tensor(w.embed_scale, dtype=x.dtype)
+        x = x * torch.tensor(w.embed_scale, dtype=x.dtype, device=x.device)
     return x if w.w_pos is None else x + w.w_pos[: tokens.shape[1]]
 
 
@@ -337,7 +337,7 @@ def read_logits(w: ModelWeights, final_resid: Tensor, token_ids: Tensor | None) 
 def readout_metric(w: ModelWeights, readout: LogitReadout, final_resid: Tensor, repeats: int = 1) -> Tensor:
     """The readout's metric from final residuals at its positions ``[repeats * batch, P, d]``
     (runs stacked run-major), as ``[repeats * batch]``."""
-    ids = None if readout.token_ids is None else readout.token_ids.repeat(repeats, 1)
+    ids = None if readout.token_ids is None else readout.token_ids.to(final_resid.device).repeat(repeats, 1)
     logits = read_logits(w, final_resid, ids)
     if repeats == 1:
         return readout.apply(logits)
@@ -453,7 +453,7 @@ def resume_from_mid(
     memory stays bounded however many runs are asked for.
     """
     runs, batch, t, _ = deltas.shape
-    pos = readout.positions_for(batch, t).to(deltas.device)  # [batch, P]
+    pos = readout.positions_for(batch, t, deltas.device)  # [batch, P]
     start = min(start, int(pos.min()))
     per_chunk = max(1, max_rows // (batch * (t - start)))
     per_chunk = -(-runs // -(-runs // per_chunk))  # same number of chunks, balanced sizes
@@ -485,5 +485,5 @@ def metric_from_tokens(w: ModelWeights, tokens: Tensor, readout: LogitReadout) -
     x = embed(w, tokens)
     for layer in range(w.n_layers - 1):
         x = block(w, layer, x)
-    pos = readout.positions_for(tokens.shape[0], tokens.shape[1]).to(x.device)
+    pos = readout.positions_for(tokens.shape[0], tokens.shape[1], x.device)
     return readout_metric(w, readout, last_block_at(w, x, pos))

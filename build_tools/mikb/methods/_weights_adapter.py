@@ -296,9 +296,13 @@ def _rope(model: torch.nn.Module, d_head: int) -> Rope | None:
         raise NotImplementedError(f"found {len(rotary)} rotary-embedding modules; expected one")
     emb = rotary[0]
 
+    # The tables are computed where the rotary module lives (its inverse frequencies are a
+    # buffer there); Rope.cos_sin then moves them to the activations' device.
+    device = next(iter(emb.buffers()), next(model.parameters())).device
+
     def hf_tables(n: int) -> tuple[Tensor, Tensor]:
-        ids = torch.arange(n)[None]
-        probe = torch.zeros(1, n, d_head, dtype=torch.float32)
+        ids = torch.arange(n, device=device)[None]
+        probe = torch.zeros(1, n, d_head, dtype=torch.float32, device=device)
         with torch.no_grad():
             cos, sin = emb(probe, ids)
         return cos[0], sin[0]

@@ -29,15 +29,16 @@ from mikb.methods.scores import EdgeScores
 
 def acdc(task: EdgeTask, threshold: float, metric: str = "distance") -> EdgeScores:
     g = task.graph
-    current = torch.ones(g.n_edges)
-    scores = torch.zeros(g.n_edges)
-    tested = torch.zeros(g.n_edges, dtype=torch.bool)
+    # Masks and scores are bookkeeping on the CPU (GraphForward.run moves a mask to the model).
+    current = torch.ones(g.n_edges, device="cpu")
+    scores = torch.zeros(g.n_edges, device="cpu")
+    tested = torch.zeros(g.n_edges, dtype=torch.bool, device="cpu")
     n_forwards = 0
 
     def value(masks: torch.Tensor) -> torch.Tensor:
         nonlocal n_forwards
         n_forwards += -(-masks.shape[0] // task.chunk)
-        v = task.evaluate(masks, "distance" if metric == "distance" else "metric")
+        v = task.evaluate(masks, "distance" if metric == "distance" else "metric").cpu()
         return v if metric == "distance" else -v  # higher = further from clean
 
     base = value(current[None])[0]
@@ -87,7 +88,7 @@ def acdc_roc(task: EdgeTask, truth: set[str], thresholds: list[float]) -> dict:
     (false-positive rate, true-positive rate) point of its pruned circuit against ``truth``;
     the AUC is the trapezoid area through the points with (0, 0) and (1, 1) added."""
     g = task.graph
-    y = torch.tensor([e in truth for e in g.edges])
+    y = torch.tensor([e in truth for e in g.edges], device="cpu")
     points = []
     for tau in thresholds:
         kept = acdc(task, tau).in_circuit

@@ -139,8 +139,8 @@ def _corrupted_forward_with_grads(
             x = x + mlp(w, layer, x)
     final = x
     batch, seq = tokens.shape
-    pos = readout.positions_for(batch, seq).to(x.device)
-    metric = readout_metric(w, readout, final[torch.arange(batch)[:, None], pos]).mean()
+    pos = readout.positions_for(batch, seq, x.device)
+    metric = readout_metric(w, readout, final[torch.arange(batch, device=pos.device)[:, None], pos]).mean()
     inputs = zs + ([t for triple in qkvs for t in triple] + [final] if edges else [])
     grads = torch.autograd.grad(metric, inputs, allow_unused=True)
     n = w.n_layers
@@ -224,7 +224,7 @@ def attribution_patching(
         direct = (writes @ g_final.reshape(-1)).view(L, H)
         out = {}
         for c, name in enumerate("qkv"):
-            scores = torch.zeros(L, H, L, H)
+            scores = torch.zeros(L, H, L, H, dtype=writes.dtype, device=writes.device)
             for layer in range(1, L):
                 g_in = _input_gradient(w, layer, name, resid_pre[layer], g_qkv[layer][c])
                 senders = writes[: layer * H]

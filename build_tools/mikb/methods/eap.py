@@ -47,7 +47,7 @@ def _reader_grads(task: EdgeTask, *, tokens: Tensor | None = None,
 
 def _edge_products(task: EdgeTask, delta: Tensor, grads: Tensor) -> Tensor:
     g = task.graph
-    full = torch.einsum("pntd,rntd->pr", delta, grads)
+    full = torch.einsum("pntd,rntd->pr", delta, grads).cpu()  # scores are CPU bookkeeping
     return full[g.edge_writer, g.edge_reader]
 
 
@@ -99,7 +99,7 @@ def eap_ig(task: EdgeTask, steps: int = 5, grid: str = "left") -> EdgeScores:
 def node_scores(scores: EdgeScores) -> dict[str, float]:
     """Each writer's total over its outgoing edges (node-level EAP)."""
     g = scores.graph
-    totals = torch.zeros(len(g.writers)).index_add_(0, g.edge_writer, scores.scores.double().float())
+    totals = torch.zeros(len(g.writers), device="cpu").index_add_(0, g.edge_writer, scores.scores.double().float())
     return {w: float(v) for w, v in zip(g.writers, totals.tolist(), strict=True)}
 
 

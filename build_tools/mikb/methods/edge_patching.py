@@ -16,9 +16,9 @@ from mikb.methods.scores import EdgeScores
 
 def edge_patching(task: EdgeTask) -> EdgeScores:
     g = task.graph
-    masks = torch.ones(g.n_edges, g.n_edges) - torch.eye(g.n_edges)
-    base = task.evaluate(torch.ones(1, g.n_edges))[0]
-    scores = task.evaluate(masks) - base
+    masks = torch.ones(g.n_edges, g.n_edges, device="cpu") - torch.eye(g.n_edges, device="cpu")
+    base = task.evaluate(torch.ones(1, g.n_edges, device="cpu"))[0]
+    scores = (task.evaluate(masks) - base).cpu()
     return EdgeScores("exact edge patching", g, scores.float(),
                       {**task.flags(), "metric": "distance increase", "ranking": "absolute"})
 
@@ -26,8 +26,8 @@ def edge_patching(task: EdgeTask) -> EdgeScores:
 def node_patching(task: EdgeTask) -> dict[str, float]:
     """Distance increase from ablating each writer node (all of its outgoing edges)."""
     g = task.graph
-    masks = torch.ones(len(g.writers), g.n_edges)
-    masks[g.edge_writer, torch.arange(g.n_edges)] = 0.0
-    base = task.evaluate(torch.ones(1, g.n_edges))[0]
-    scores = task.evaluate(masks) - base
+    masks = torch.ones(len(g.writers), g.n_edges, device="cpu")
+    masks[g.edge_writer, torch.arange(g.n_edges, device="cpu")] = 0.0
+    base = task.evaluate(torch.ones(1, g.n_edges, device="cpu"))[0]
+    scores = (task.evaluate(masks) - base).cpu()
     return {w: float(s) for w, s in zip(g.writers, scores.tolist(), strict=True)}

@@ -132,7 +132,7 @@ class EdgeTask:
         """
         f, g, w = self.forward, self.graph, self.forward.w
         delta = self.clean_writers - self.ablated  # [P, n, t, d]
-        out = torch.zeros(g.n_edges, dtype=torch.bool)
+        out = torch.zeros(g.n_edges, dtype=torch.bool, device="cpu")
         for i, (p, r) in enumerate(zip(g.edge_writer.tolist(), g.edge_reader.tolist(), strict=True)):
             node, c = g.readers[r]
             d = delta[p]

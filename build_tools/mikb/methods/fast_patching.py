@@ -155,7 +155,7 @@ def path_patching_from_head(
                  - corrupt.resid_mid[src_layer])  # [batch, pos, d_model]
     batch = clean_tokens.shape[0]
     receivers = w.n_heads if component == "q" else w.kv_heads
-    out = torch.zeros(w.n_layers, receivers, batch, dtype=src_delta.dtype)
+    out = torch.zeros(w.n_layers, receivers, batch, dtype=src_delta.dtype, device=src_delta.device)
     which = "qkv".index(component)
     for layer in range(src_layer + 1, w.n_layers):
         base = corrupt.resid_pre[layer]

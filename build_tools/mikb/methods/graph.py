@@ -117,11 +117,11 @@ class Graph:
 
     @cached_property
     def edge_writer(self) -> Tensor:
-        return torch.tensor([w for _, w, _ in self._edge_triples])
+        return torch.tensor([w for _, w, _ in self._edge_triples], dtype=torch.long, device="cpu")
 
     @cached_property
     def edge_reader(self) -> Tensor:
-        return torch.tensor([r for _, _, r in self._edge_triples])
+        return torch.tensor([r for _, _, r in self._edge_triples], dtype=torch.long, device="cpu")
 
     @property
     def n_edges(self) -> int:
@@ -137,11 +137,11 @@ class Graph:
         """Edge values ``[..., n_edges]`` -> ``[..., n_writers, n_readers]`` (zero off-graph)."""
         shape = values.shape[:-1]
         out = values.new_zeros(*shape, len(self.writers), len(self.readers))
-        out[..., self.edge_writer, self.edge_reader] = values
+        out[..., self.edge_writer.to(values.device), self.edge_reader.to(values.device)] = values
         return out
 
     def mask_from(self, kept: set[str] | list[str]) -> Tensor:
-        m = torch.zeros(self.n_edges)
+        m = torch.zeros(self.n_edges, device="cpu")
         for e in kept:
             m[self.edge_index[e]] = 1.0
         return m
@@ -226,7 +226,7 @@ class GraphForward:
             if ablated is None:
                 raise ValueError("a mask needs ablated writer outputs")
             m = mask if mask.dim() == 2 else mask[None]
-            dense = g.dense(m.to(x0.dtype))  # [V, P, R]
+            dense = g.dense(m.to(x0.device, x0.dtype))  # masks are CPU bookkeeping  # [V, P, R]
             n_var = m.shape[0]
             x0 = x0.repeat(n_var, 1, 1)
             abl = ablated.expand(-1, n, -1, -1)  # [P, n, t, d]
