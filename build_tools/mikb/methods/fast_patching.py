@@ -31,6 +31,7 @@ from torch import Tensor
 from mikb.methods._fast_forward import (
     LogitReadout,
     ModelWeights,
+    RunCache,
     attend,
     extract_weights,
     first_difference,
@@ -48,6 +49,7 @@ __all__ = [
     "ModelWeights",
     "extract_weights",
     "head_out_patching",
+    "head_write_changes",
     "logit_diff_readout",
     "path_patching_from_head",
     "unpatched_metric",
@@ -106,12 +108,21 @@ def head_out_patching(
     start = first_difference(clean_tokens, corrupted_tokens)
     clean = run_with_cache(w, clean_tokens, resid=False)
     corrupt = run_with_cache(w, corrupted_tokens, kv_prefix=start)
-    rows = []
-    for layer in range(w.n_layers):
-        dz = (clean.z[layer] - corrupt.z[layer]).transpose(0, 1)  # [heads, batch, pos, d_head]
-        deltas = dz @ w.w_o_per_head(layer).unsqueeze(1)  # [heads, batch, pos, d_model]
-        rows.append(resume_from_mid(w, layer, corrupt, deltas, readout, start, max_rows))
+    rows = [resume_from_mid(w, layer, corrupt, head_write_changes(w, clean, corrupt, layer),
+                            readout, start, max_rows) for layer in range(w.n_layers)]
     return _reduce(torch.stack(rows), reduce)
+
+
+def head_write_changes(
+    w: ModelWeights, clean: RunCache, corrupt: RunCache, layer: int, heads: list[int] | None = None
+) -> Tensor:
+    """Each head's clean-minus-corrupted write ``[len(heads), batch, pos, d_model]`` at
+    ``layer`` (all heads with ``heads`` None): the delta a head-output patch adds."""
+    dz = clean.z[layer] - corrupt.z[layer]  # [batch, heads, pos, d_head]
+    w_o = w.w_o_per_head(layer)
+    if heads is not None:
+        dz, w_o = dz[:, heads], w_o[heads]
+    return dz.transpose(0, 1) @ w_o.unsqueeze(1)
 
 
 @torch.no_grad()
