@@ -25,6 +25,7 @@ from mikb.methods.fast_patching import (
     path_patching_from_head,
     unpatched_metric,
 )
+from mikb.methods.guided_patching import guided_head_patching
 
 warnings.filterwarnings("ignore")
 
@@ -61,6 +62,7 @@ def _patching_calls(w, clean, corrupt, readout):
         "head, loss": lambda: head_out_patching(w, clean, corrupt, loss_readout(corrupt)),
         "path q": lambda: path_patching_from_head(w, clean, corrupt, readout, (0, 1), "q"),
         "path v": lambda: path_patching_from_head(w, clean, corrupt, readout, (0, 1), "v"),
+        "guided top 4": lambda: guided_head_patching(w, clean, corrupt, readout, 4).exact,
     }
 
 
@@ -89,12 +91,12 @@ def test_discovery_makes_nothing_on_the_default_device(family):
     from mikb.methods.edge_task import EdgeTask
     from mikb.methods.graph import GraphForward
 
-    name, model, w = family
-    if any(lw.attn_post is not None for lw in w.layers):
-        pytest.skip("the graph refuses Gemma 2's post-attention norm")
+    _, model, _ = family
     clean, corrupt, _ = _prompts(0)
     task = EdgeTask(GraphForward(model), clean, corrupt, slice(-1, None), "categorical", "resample")
+    methods = [lambda: edge_patching(task), lambda: acdc(task, threshold=0.05)]
+    if not task.forward.post_norm:  # EAP refuses Gemma 2's post-attention norm
+        methods += [lambda: eap(task), lambda: eap_ig(task, steps=2)]
     with default_device_meta():
-        for method in (lambda: eap(task), lambda: eap_ig(task, steps=2), lambda: edge_patching(task),
-                       lambda: acdc(task, threshold=0.05)):
+        for method in methods:
             _assert_on_cpu(method())

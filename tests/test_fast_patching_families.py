@@ -225,15 +225,10 @@ def test_right_padded_prompts_read_at_their_last_real_token(model):
 
 def test_the_discovery_graph_is_the_model_both_ways(model):
     """All edges live = the bridge on clean prompts; all ablated (resampled) = the bridge on
-    corrupted prompts. Gemma 2 is refused by name (its post-attention norm makes heads
-    inseparable writers)."""
+    corrupted prompts. Gemma 2's post-attention norm applies, per reader, to the sum of
+    that reader's incoming head edges."""
     from mikb.methods.graph import GraphForward
 
-    w = extract_weights(model)
-    if any(lw.attn_post is not None for lw in w.layers):
-        with pytest.raises(NotImplementedError, match="post-attention norm"):
-            GraphForward(model)
-        return
     clean, corrupt, _ = _prompts(0)
     gf = GraphForward(model)
     with torch.no_grad():
@@ -250,11 +245,13 @@ def test_a_single_graph_edge_is_a_path_patch(model, component):
     """Ablating sender->receiver<c> on clean prompts (the reader sees the sender's corrupted
     output) is path patching with the prompts' roles swapped, which the hook test above holds
     to the bridge. With shared key-value heads the graph's k/v edges are per query head, so
-    for k and v the comparison needs one query head per key-value head."""
+    for k and v the comparison needs one query head per key-value head. Behind Gemma 2's
+    post-attention norm both sides mean the same thing: the reader sees the layer's norm of
+    its heads' sum with the sender alone changed."""
     from mikb.methods.graph import GraphForward
 
     w = extract_weights(model)
-    if any(lw.attn_post is not None for lw in w.layers) or (component != "q" and w.group > 1):
+    if component != "q" and w.group > 1:
         pytest.skip("not a per-query-head path patch here (see the docstring)")
     clean, corrupt, readout = _prompts(3)
     sender = (0, 1)
@@ -279,14 +276,44 @@ def test_eap_and_eap_ig_run_through_the_graph(model):
     from mikb.methods.edge_task import EdgeTask
     from mikb.methods.graph import GraphForward
 
-    w = extract_weights(model)
-    if any(lw.attn_post is not None for lw in w.layers):
-        pytest.skip("the graph refuses post-attention norms (tested above)")
     clean, corrupt, _ = _prompts(0)
     task = EdgeTask(GraphForward(model), clean, corrupt, slice(SEQ - 1, None), "categorical", "resample")
     for scores in (eap(task), eap_ig(task, steps=2)):
         assert scores.scores.shape == (task.graph.n_edges,)
         assert torch.isfinite(scores.scores).all() and scores.scores.abs().max() > 1e-6
+
+
+def test_eap_scores_are_the_derivative_of_the_edge_mask(model):
+    """EAP's term ``delta . dM/d(reader input)`` is the derivative of the masked graph
+    forward with respect to the edge's mask at 1. Where writers add, the closed form (reader
+    gradients) and the mask gradient agree; behind Gemma 2's post-attention norm, where EAP
+    uses the mask gradient, it equals central finite differences of the masked forward."""
+    from mikb.methods.eap import _edge_products, _mask_products, _reader_grads, eap
+    from mikb.methods.edge_task import EdgeTask
+    from mikb.methods.graph import GraphForward
+
+    clean, corrupt, _ = _prompts(0)
+    task = EdgeTask(GraphForward(model), clean, corrupt, slice(SEQ - 1, None), "categorical", "resample")
+    scores = eap(task).scores
+    delta = task.ablated.expand_as(task.clean_writers) - task.clean_writers
+    emb = task.forward.embed(task.clean)
+    if not task.forward.post_norm:
+        closed = _edge_products(task, delta, _reader_grads(task, emb))
+        torch.testing.assert_close(_mask_products(task, delta, emb), closed, rtol=0,
+                                   atol=1e-4 * float(closed.abs().max()))
+        return
+    eps = 1e-2
+    heads_first = [i for i in torch.argsort(scores.abs(), descending=True).tolist()
+                   if task.graph.edges[i].startswith("a")][:6]
+    live = task.forward.writer_outputs(task.clean)
+    ablated = live - delta
+    for i in heads_first:
+        masks = torch.ones(2, task.graph.n_edges)
+        masks[0, i], masks[1, i] = 1 + eps, 1 - eps
+        with torch.no_grad():
+            up, down = task.metric(task.forward.run(task.clean, mask=masks, ablated=ablated).logits)
+        finite = float(up - down) / (2 * eps)
+        assert abs(float(scores[i]) - finite) <= 2e-3 * float(scores.abs().max()), task.graph.edges[i]
 
 
 def _full_vocab_readouts(model, clean, corrupt):

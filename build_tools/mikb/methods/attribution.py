@@ -20,7 +20,8 @@ RMSNorm or rotary positions, by one vector-Jacobian product through that layer's
 projection and rotation. With grouped-query attention the edges into k and v are per query
 head (the shared projection applied to each query head's own input, as in the discovery
 graph). Edges are refused for Gemma 2's post-attention norm, where a head's write is not
-``dz @ W_O``; node scores run on every family.
+``dz @ W_O``; node scores run on every family, and edge scores for Gemma 2 come from EAP on
+the discovery graph (:func:`mikb.methods.eap.eap`, through the norm's Jacobian).
 
 ``M`` is the batch mean of the readout's metric, the quantity TransformerLens's
 ``attribution_patch`` averages per example; summing its per-position node or edge scores over
@@ -184,7 +185,8 @@ def attribution_patching(
     w = model if isinstance(model, ModelWeights) else extract_weights(model)
     if edges and any(lw.attn_post is not None for lw in w.layers):
         raise NotImplementedError("attribution patching of edges does not support a post-attention norm "
-                                  "(Gemma 2): a head's write is not dz @ W_O there; node scores (edges=False) work")
+                                  "(Gemma 2): a head's write is not dz @ W_O there; node scores (edges=False) work, and "
+                                  "mikb.methods.eap.eap on GraphForward scores Gemma 2's edges")
     batch = clean_tokens.shape[0]
     if examples_per_pass is not None and examples_per_pass < batch:
         parts = []

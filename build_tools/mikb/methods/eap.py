@@ -15,6 +15,13 @@ differs is where the gradient is taken:
   k = 0..m-1 (``grid="left"``, the default: the corrupted end is included, the clean end
   not); ``grid="right"`` takes k = 1..m, so that one step is exactly noising EAP.
 
+Behind Gemma 2's post-attention norm a head's write does not add into a reader's input (the
+layer's heads are summed and normalised first), so the same first-order term is taken as the
+derivative of the graph's masked forward with respect to the edge's mask at 1, where the
+ablated output is set to ``live - delta`` (:func:`_mask_products`): lowering the mask moves
+that writer's contribution by ``-delta`` through the norm's Jacobian. Where writers add, the
+two forms are the same number (the tests check both ways).
+
 Node scores (:func:`node_scores`) are each writer's sum over its outgoing edges: the writer's
 own ``(a_ablated - a_clean) . dM/da``, since a writer enters every later reader with
 coefficient one.
@@ -29,13 +36,14 @@ from mikb.methods.edge_task import EdgeTask
 from mikb.methods.scores import EdgeScores
 
 
-def _reader_grads(task: EdgeTask, *, tokens: Tensor | None = None,
-                  input_embed: Tensor | None = None) -> Tensor:
+def _reader_grads(task: EdgeTask, input_embed: Tensor) -> Tensor:
     """dM/d(reader input) for every reader on an unpatched run, [n_readers, n, pos, d_model].
 
     ``M`` reads the clean prompts' labels whichever prompts (or embeddings) are run."""
-    if input_embed is None:
-        input_embed = task.forward.embed(task.clean if tokens is None else tokens)
+    if task.forward.post_norm:
+        # writer-change . d(M)/d(reader input) needs writers that add into the reader's input
+        raise ValueError("reader-input gradients do not give edge scores behind a post-attention norm; "
+                         "use _mask_products")
     input_embed = input_embed.detach().requires_grad_(True)
     with torch.enable_grad():
         run = task.forward.run(input_embed=input_embed, keep=True)
@@ -43,6 +51,29 @@ def _reader_grads(task: EdgeTask, *, tokens: Tensor | None = None,
         grads = torch.autograd.grad(metric, run.reader_in, allow_unused=True)
     return torch.cat([g if g is not None else torch.zeros_like(r)
                       for g, r in zip(grads, run.reader_in, strict=True)])
+
+
+def _mask_products(task: EdgeTask, delta: Tensor, input_embed: Tensor) -> Tensor:
+    """``delta[W] . dM/d(W's contribution to R)`` for every edge ``[n_edges]``: the gradient of
+    the metric with respect to the edge mask at 1, on the run from ``input_embed``, with the
+    ablated outputs set to ``live - delta`` (so the run at mask 1 is the unpatched run and
+    ``d input / d mask = delta`` before any post-attention norm)."""
+    f = task.forward
+    input_embed = input_embed.detach()
+    with torch.no_grad():
+        live = f.run(input_embed=input_embed, keep=True).writer_out
+    mask = torch.ones(1, task.graph.n_edges, device="cpu", dtype=input_embed.dtype, requires_grad=True)
+    with torch.enable_grad():
+        run = f.run(input_embed=input_embed, mask=mask, ablated=(live - delta).detach())
+        (grad,) = torch.autograd.grad(task.metric(run.logits)[0], mask)
+    return grad[0]
+
+
+def _scores(task: EdgeTask, delta: Tensor, input_embed: Tensor) -> Tensor:
+    """Edge scores ``delta . dM/d(reader input)`` on the run from ``input_embed``."""
+    if task.forward.post_norm:
+        return _mask_products(task, delta, input_embed)
+    return _edge_products(task, delta, _reader_grads(task, input_embed))
 
 
 def _edge_products(task: EdgeTask, delta: Tensor, grads: Tensor) -> Tensor:
@@ -56,17 +87,17 @@ def eap(task: EdgeTask, direction: str = "noising") -> EdgeScores:
     clean = task.clean_writers
     ablated = task.ablated.expand_as(clean)
     if direction == "noising":
-        grads = _reader_grads(task)
+        tokens = task.clean
         delta = ablated - clean
     elif direction == "denoising":
         if task.ablation != "resample":
             raise ValueError("denoising EAP takes its gradient on the corrupted run: it needs "
                              "resample ablation")
-        grads = _reader_grads(task, tokens=task.corrupted)
+        tokens = task.corrupted
         delta = clean - ablated
     else:
         raise ValueError("direction must be noising or denoising")
-    scores = _edge_products(task, delta, grads)
+    scores = _scores(task, delta, task.forward.embed(tokens))
     return EdgeScores("EAP", g, scores.detach().float(),
                       {**task.flags(), "direction": direction, "metric": _metric_name(task),
                        "ranking": "absolute"})
@@ -83,12 +114,9 @@ def eap_ig(task: EdgeTask, steps: int = 5, grid: str = "left") -> EdgeScores:
     clean = task.clean_writers
     ablated = task.ablated.expand_as(clean)
     emb_clean, emb_abl = clean[0], ablated[0]
-    total = None
-    for k in ks:
-        alpha = k / steps
-        grads = _reader_grads(task, input_embed=emb_abl + alpha * (emb_clean - emb_abl))
-        total = grads if total is None else total + grads
-    scores = _edge_products(task, ablated - clean, total / steps)
+    # Scores are linear in the gradient, so averaging per-step scores is averaging gradients.
+    scores = sum(_scores(task, ablated - clean, emb_abl + (k / steps) * (emb_clean - emb_abl))
+                 for k in ks) / steps
     return EdgeScores("EAP-IG", g, scores.detach().float(),
                       {**task.flags(), "direction": "noising", "ig_steps": steps,
                        "ig_variant": "inputs",

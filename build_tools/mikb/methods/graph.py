@@ -15,6 +15,12 @@ writer's ablated output (zero, mean or resampled from corrupted prompts), chosen
 With the mask all ones it is the model; all zeros (resample ablation) it is the model on the
 corrupted prompts; many masks run in one batch. Each head's q, k and v get their own input
 (with their own LayerNorm), which is what makes q/k/v edges separately patchable.
+
+Gemma 2 normalises the sum of a layer's heads (plus ``b_O``) before it joins the residual, so
+its heads do not add into a reader's input: there each reader gets that layer's norm of the
+sum of its own incoming head edges, live or ablated. Ablating one edge then means what path
+patching means (the reader sees the layer's output with that sender alone changed), and the
+all-live and all-ablated graphs are still the model on clean and corrupted prompts.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from torch import Tensor
 
 from mikb.methods._fast_forward import (
     ModelWeights,
+    NormParams,
     embed,
     extract_weights,
     final_logits,
@@ -167,11 +174,6 @@ class GraphForward:
     def __init__(self, model: torch.nn.Module | ModelWeights, graph: Graph | None = None,
                  causal: bool | None = None):
         self.w = model if isinstance(model, ModelWeights) else extract_weights(model, bidirectional_ok=True)
-        if any(lw.attn_post is not None for lw in self.w.layers):
-            # With a norm after the attention sum, a head's write depends on the other
-            # heads' writes, so heads are not separate writers of the residual stream.
-            raise NotImplementedError("the discovery graph (ACDC, EAP, EAP-IG, exact edge patching) does not "
-                                      "support a post-attention norm (Gemma 2): heads are not separate writers there")
         if graph is None:
             graph = Graph.from_weights(self.w)
         if graph.parallel != self.w.parallel:
@@ -191,6 +193,22 @@ class GraphForward:
                        for la in range(self.w.n_layers)]
         assert all(self._qkv_w[la][c].shape[0] == H for la in range(self.w.n_layers) for c in QKV)
         self._wo = [self.w.w_o_per_head(la) for la in range(self.w.n_layers)]
+        # Gemma 2 normalises the sum of a layer's heads before it joins the residual, so a
+        # head's write is not additive there: each reader gets that layer's norm of the sum of
+        # its own incoming head edges (live or ablated). ``_post_heads`` lists those layers'
+        # head writer indices; every other writer adds linearly.
+        self._post_heads = {la: [g_i for g_i, name in enumerate(graph.writers)
+                                 if name.startswith(f"a{la}.h")]
+                            for la in range(self.w.n_layers) if self.w.layers[la].attn_post is not None}
+        linear = torch.ones(len(graph.writers), dtype=torch.bool)
+        for idx in self._post_heads.values():
+            linear[idx] = False
+        self._linear_writers = linear
+
+    @property
+    def post_norm(self) -> bool:
+        """Whether some layer normalises its heads' sum (heads are not additive writers)."""
+        return bool(self._post_heads)
 
     def embed(self, tokens: Tensor) -> Tensor:
         return embed(self.w, tokens)
@@ -230,9 +248,17 @@ class GraphForward:
             n_var = m.shape[0]
             x0 = x0.repeat(n_var, 1, 1)
             abl = ablated.expand(-1, n, -1, -1)  # [P, n, t, d]
-            abl_cum = abl.cumsum(0)  # sum of the first p ablated writers, for each p
-            buf = x0.new_empty(len(g.writers), n_var * n, t, d)
-            buf[0] = x0
+            linear = self._linear_writers.to(x0.device)
+            lin_dense = dense * linear[None, :, None].to(dense.dtype)
+            # sum of the first p ablated linear writers, for each p
+            abl_cum = (abl * linear[:, None, None, None].to(abl.dtype)).cumsum(0)
+            # Writers' outputs go into one preallocated buffer, unless a gradient is wanted
+            # (EAP's mask gradient): writing into a buffer that earlier readers read from
+            # would invalidate their saved tensors, so then the outputs are stacked instead.
+            in_place = not torch.is_grad_enabled()
+            if in_place:
+                buf = x0.new_empty(len(g.writers), n_var * n, t, d)
+                buf[0] = x0
         outs: list[Tensor] = [x0]
         running = x0  # unmasked: the residual stream so far (without constant biases)
         const = torch.zeros_like(x0[:1])
@@ -246,23 +272,32 @@ class GraphForward:
             if dense is None:
                 res = (running + const).unsqueeze(0).expand(count, -1, -1, -1)
             else:
-                coef = dense[:, :p, r_next : r_next + count]  # [V, p, count]
-                live = buf[:p].view(p, n_var, n, t, d)
+                coef = lin_dense[:, :p, r_next : r_next + count]  # [V, p, count]
+                live = (buf[:p] if in_place else torch.stack(outs)).view(p, n_var, n, t, d)
                 mixed = torch.einsum("vpr,pvntd->rvntd", coef, live)
                 mixed = mixed - torch.einsum("vpr,pntd->rvntd", coef, abl[:p])
-                res = (mixed + (abl_cum[p - 1] + const)[None, None]).reshape(count, n_var * n, t, d)
+                mixed = mixed + (abl_cum[p - 1] + const)[None, None]
+                for la, idx in self._post_heads.items():
+                    if idx[-1] >= p:
+                        break
+                    c_h = dense[:, idx, r_next : r_next + count]  # [V, H, count]
+                    summed = torch.einsum("vhr,hvntd->rvntd", c_h, live[idx])
+                    summed = summed + torch.einsum("vhr,hntd->rvntd", 1 - c_h, abl[idx])
+                    mixed = mixed + norm(summed + w.layers[la].b_o, w.layers[la].attn_post)
+                res = mixed.reshape(count, n_var * n, t, d)
             r_next += count
             if keep:
                 reader_in.append(res)
             return res
 
-        def emit(new: list[Tensor]) -> None:
+        def emit(new: list[Tensor], post: NormParams | None = None, bias: Tensor | None = None) -> None:
+            """Record writers' outputs; ``post`` (with ``bias``) normalises their sum first."""
             nonlocal running
-            if dense is not None:
+            if dense is not None and in_place:
                 buf[len(outs) : len(outs) + len(new)] = torch.stack(new)
             outs.extend(new)
             if dense is None:
-                running = running + sum(new)
+                running = running + (sum(new) if post is None else norm(sum(new) + bias, post))
 
         H = w.n_heads
         for la in range(w.n_layers):
@@ -284,8 +319,12 @@ class GraphForward:
                     allowed = allowed & (diff < lw.window)
                 scores = scores.masked_fill(~allowed, float("-inf"))
             z = scores.softmax(-1) @ proj["v"]  # [N, H, t, dh]
-            emit(list(torch.einsum("nhtk,hkd->hntd", z, self._wo[la]).unbind(0)))
-            const = const + lw.b_o
+            head_outs = list(torch.einsum("nhtk,hkd->hntd", z, self._wo[la]).unbind(0))
+            if lw.attn_post is None:
+                emit(head_outs)
+                const = const + lw.b_o
+            else:  # b_O goes inside the post-attention norm, with the heads
+                emit(head_outs, lw.attn_post, lw.b_o)
             if g.has_mlp:
                 if not g.parallel:
                     mlp_in = gather(1)[0]
