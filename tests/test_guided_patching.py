@@ -79,3 +79,20 @@ def test_on_the_planted_ioi_model_the_guided_top_k_holds_the_largest_exact_effec
     assert 3 <= len(strong) < w.n_layers * w.n_heads // 4, "a few planted heads should stand out"
     got = guided_head_patching(w, ds.tokens, ds.corrupted_tokens, readout, k=len(strong))
     assert set(got.chosen) == strong
+
+
+def test_attribution_reuses_a_clean_cache_the_caller_already_has():
+    """Guided patching hands its clean run's z to attribution instead of a second clean
+    forward; the scores must be the same, also when attribution scores in groups."""
+    from mikb.methods._fast_forward import run_with_cache
+
+    w = extract_weights(_bridge("neox"))
+    clean, corrupt, readout = _prompts(2)
+    clean_z = run_with_cache(w, clean, resid=False).z
+    for per_pass in (None, 2):
+        fresh = attribution_patching(w, clean, corrupt, readout, edges=True, examples_per_pass=per_pass)
+        reused = attribution_patching(w, clean, corrupt, readout, edges=True, examples_per_pass=per_pass,
+                                      clean_z=clean_z)
+        torch.testing.assert_close(reused.node, fresh.node, rtol=0, atol=1e-6)
+        for c in "qkv":
+            torch.testing.assert_close(reused.edges[c], fresh.edges[c], rtol=0, atol=1e-6)

@@ -169,6 +169,7 @@ def attribution_patching(
     *,
     edges: bool = True,
     examples_per_pass: int | None = None,
+    clean_z: list[Tensor] | None = None,
 ) -> AttributionScores:
     """Node (per head) and, with ``edges``, head-to-head q/k/v edge attribution scores.
 
@@ -179,6 +180,9 @@ def attribution_patching(
     TransformerLens's per-example ``attribution_patch`` and runs at about its speed (see the
     Performance section of the README, measured by ``benchmarks/bench_patching.py --tasks attr
     --attr-chunks 1,4,all``).
+
+    ``clean_z``: the clean run's per-layer ``z`` where the caller already has it (a
+    :class:`RunCache`'s ``z``), so the clean forward is not run twice.
     """
     if clean_tokens.shape != corrupted_tokens.shape:
         raise ValueError("clean and corrupted tokens must have the same shape")
@@ -195,7 +199,8 @@ def attribution_patching(
             sub = readout.subset(sl)
             n = len(range(batch)[sl])
             parts.append((n / batch, attribution_patching(
-                w, clean_tokens[sl], corrupted_tokens[sl], sub, edges=edges)))
+                w, clean_tokens[sl], corrupted_tokens[sl], sub, edges=edges,
+                clean_z=None if clean_z is None else [z[sl] for z in clean_z])))
         return AttributionScores(
             node=sum(f * p.node for f, p in parts),
             edges=None if not edges else {
@@ -203,14 +208,15 @@ def attribution_patching(
             direct=None if not edges else sum(f * p.direct for f, p in parts),
             corrupted_metric=sum(f * p.corrupted_metric for f, p in parts),
         )
-    with torch.no_grad():
-        clean = run_with_cache(w, clean_tokens, resid=False)
+    if clean_z is None:
+        with torch.no_grad():
+            clean_z = run_with_cache(w, clean_tokens, resid=False).z
     with torch.enable_grad():
         metric, corrupt_z, g_z, g_qkv, resid_pre, g_final = _corrupted_forward_with_grads(
             w, corrupted_tokens, readout, edges=edges
         )
     with torch.no_grad():
-        dz = [clean.z[i] - corrupt_z[i] for i in range(w.n_layers)]  # [batch, heads, pos, dh]
+        dz = [clean_z[i] - corrupt_z[i] for i in range(w.n_layers)]  # [batch, heads, pos, dh]
         node = torch.stack([(d * g).sum(dim=(0, 2, 3)) for d, g in zip(dz, g_z, strict=True)])
         if not edges:
             return AttributionScores(node=node, edges=None, direct=None, corrupted_metric=metric)

@@ -24,6 +24,7 @@ from torch import Tensor
 from mikb.methods._fast_forward import (
     LogitReadout,
     ModelWeights,
+    RunCache,
     first_difference,
     resume_from_mid,
     run_with_cache,
@@ -53,12 +54,10 @@ class GuidedHeadPatching:
 
 @torch.no_grad()
 def _exact_for(
-    w: ModelWeights, clean_tokens: Tensor, corrupted_tokens: Tensor, readout: LogitReadout,
+    w: ModelWeights, clean: RunCache, corrupted_tokens: Tensor, start: int, readout: LogitReadout,
     chosen: list[tuple[int, int]], max_rows: int,
 ) -> Tensor:
     """Exact head-output patching for ``chosen`` heads only; NaN elsewhere."""
-    start = first_difference(clean_tokens, corrupted_tokens)
-    clean = run_with_cache(w, clean_tokens, resid=False)
     corrupt = run_with_cache(w, corrupted_tokens, kv_prefix=start)
     exact = torch.full((w.n_layers, w.n_heads), float("nan"), dtype=clean.z[0].dtype,
                        device=clean.z[0].device)
@@ -88,11 +87,14 @@ def guided_head_patching(
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     w = _weights(model)
+    with torch.no_grad():  # one clean forward serves the ranking and the exact resumes
+        clean = run_with_cache(w, clean_tokens, resid=False)
     scores = attribution_patching(w, clean_tokens, corrupted_tokens, readout, edges=False,
-                                  examples_per_pass=examples_per_pass)
+                                  examples_per_pass=examples_per_pass, clean_z=clean.z)
     node = scores.node.detach()
     order = torch.argsort(node.abs().flatten().cpu(), descending=True, stable=True)
     chosen = [divmod(int(i), w.n_heads) for i in order[: min(k, node.numel())]]
-    exact = _exact_for(w, clean_tokens, corrupted_tokens, readout, chosen, max_rows)
+    start = first_difference(clean_tokens, corrupted_tokens)
+    exact = _exact_for(w, clean, corrupted_tokens, start, readout, chosen, max_rows)
     base = float(scores.corrupted_metric)
     return GuidedHeadPatching(exact=exact, estimate=base + node, chosen=chosen, corrupted_metric=base)
