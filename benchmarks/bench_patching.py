@@ -388,6 +388,11 @@ def time_group(task: str, variants: list[str], args: argparse.Namespace) -> dict
                   f"load {load()[0]}", file=sys.stderr, flush=True)
     entry: dict[str, Any] = {"load_before": load_before, "load_after": load(), "methods": {}}
     ref = results[names[0]]
+    if task == "guided":  # the corrupted run's metric, on the model already loaded
+        from mikb.methods.fast_patching import unpatched_metric
+
+        _, corrupt, readout = prompts(args)
+        base = float(unpatched_metric(model, corrupt, readout).mean())
     for name in names:
         m: dict[str, Any] = {"wall": spread(wall[name]), "cpu": spread(cpu[name]),
                              "wall_all": wall[name], "cpu_all": cpu[name]}
@@ -398,20 +403,15 @@ def time_group(task: str, variants: list[str], args: argparse.Namespace) -> dict
             ran = torch.isfinite(results[name])  # guided patching leaves unrun heads NaN
             m["max_abs_diff"] = float((ref - results[name])[ran].abs().max())
             if task == "guided":
-                m["recall"] = top_k_recall(ref, ran, args)
+                m["recall"] = top_k_recall(ref, ran, base)
         entry["methods"][name] = m
     entry["max_abs_value"] = float(ref.abs().max())
     return entry
 
 
-def top_k_recall(exact: torch.Tensor, ran: torch.Tensor, args: argparse.Namespace) -> float:
+def top_k_recall(exact: torch.Tensor, ran: torch.Tensor, base: float) -> float:
     """Share of the k heads with the largest exact |effect| (from the peer's full sweep, minus
-    the corrupted run's metric) that the guided run patched exactly (k = heads it ran)."""
-    from mikb.methods.fast_patching import unpatched_metric
-
-    _, corrupt, readout = prompts(args)
-    base = unpatched_metric(family_model(args) if args.family != "gpt2" else native_model(args.quick),
-                            corrupt, readout).mean()
+    the corrupted run's metric ``base``) that the guided run patched exactly (k = heads it ran)."""
     k = int(ran.sum())
     top = torch.argsort((exact - base).abs().flatten(), descending=True)[:k]
     return float(ran.flatten()[top].float().mean())
